@@ -1,0 +1,87 @@
+"""The .hit container: a fixed little-endian header, per-layer payloads and a CRC32. Only frames bytes.
+
+See docs/bitstream.md for the byte layout. Parsing checks magic, version, sizes, lengths and the CRC before
+anything is allocated or decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"HITC"
+VERSION = 1
+MODES = ("L", "RGB", "LA", "RGBA")  # mode byte -> Pillow mode of the decoded image
+MAX_PAYLOADS = 3  # z2, z1 and, for images with alpha, the zlib-compressed alpha plane
+DEFAULT_MAX_PIXELS = 1 << 28  # refuse to decode declared sizes above this (about 268 megapixels)
+_FIXED = struct.Struct("<4sBBH8sffIIB")  # magic, version, mode, flags, model id, beta2, beta1, width, height, n
+
+
+class BitstreamError(ValueError):
+    """Bytes that are not a valid .hit file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: bytes  # 8 bytes, from the model weights (see hitcodec.weights.model_id)
+    beta2: float  # float32 value
+    beta1: float
+    width: int
+    height: int
+    mode: str  # one of MODES
+
+    @property
+    def model_id_hex(self) -> str:
+        return self.model_id.hex()
+
+
+def pack(header: Header, payloads: list[bytes]) -> bytes:
+    """Header, payload lengths, CRC32 of everything else, then the payloads."""
+    if header.mode not in MODES:
+        raise ValueError(f"unknown image mode {header.mode!r}")
+    if len(header.model_id) != 8:
+        raise ValueError("model id must be 8 bytes")
+    if not 1 <= len(payloads) <= MAX_PAYLOADS:
+        raise ValueError(f"between 1 and {MAX_PAYLOADS} payloads expected")
+    head = _FIXED.pack(MAGIC, VERSION, MODES.index(header.mode), 0, header.model_id, header.beta2, header.beta1,
+                       header.width, header.height, len(payloads))
+    head += struct.pack(f"<{len(payloads)}I", *(len(p) for p in payloads))
+    body = b"".join(payloads)
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + body
+
+
+def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[bytes]]:
+    """Parse and check a .hit file; raises BitstreamError with a message a user can act on."""
+    data = bytes(data)
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError("not a hitcodec file (bad magic bytes)")
+    if len(data) < _FIXED.size:
+        raise BitstreamError("truncated hitcodec header")
+    magic, version, mode, flags, model_id, beta2, beta1, width, height, n = _FIXED.unpack_from(data)
+    if version != VERSION:
+        raise BitstreamError(f"unsupported hitcodec format version {version} (this build reads version {VERSION})")
+    if mode >= len(MODES) or flags != 0:
+        raise BitstreamError("corrupt hitcodec header (unknown mode or flags)")
+    if not 1 <= n <= MAX_PAYLOADS:
+        raise BitstreamError(f"corrupt hitcodec header ({n} payloads)")
+    head_size = _FIXED.size + 4 * n
+    if len(data) < head_size + 4:
+        raise BitstreamError("truncated hitcodec header")
+    lengths = struct.unpack_from(f"<{n}I", data, _FIXED.size)
+    (crc,) = struct.unpack_from("<I", data, head_size)
+    body = data[head_size + 4:]
+    if len(body) != sum(lengths):
+        what = "truncated" if len(body) < sum(lengths) else "has trailing bytes"
+        raise BitstreamError(f"hitcodec file {what}: {len(body)} payload bytes, header declares {sum(lengths)}")
+    if zlib.crc32(body, zlib.crc32(data[:head_size])) != crc:
+        raise BitstreamError("hitcodec file is corrupt (CRC32 mismatch)")
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise BitstreamError(f"image size {width}x{height} is outside the allowed range (max {max_pixels} pixels)")
+    header = Header(model_id, beta2, beta1, width, height, MODES[mode])
+    payloads, offset = [], 0
+    for length in lengths:
+        payloads.append(body[offset:offset + length])
+        offset += length
+    return header, payloads

@@ -1,0 +1,319 @@
+"""The ``hitcodec`` command line: a thin layer that turns options into library calls and prints one line each.
+
+Exit status: 0 success, 1 bad data (unreadable image, corrupt bitstream, existing output, ...), 2 bad usage.
+Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from hitcodec.models.ghvae import BETA_MAX, BETA_MIN
+
+EXIT_DATA, EXIT_USAGE = 1, 2
+
+
+class CLIError(Exception):
+    """A failure to report in one line with exit status 1."""
+
+
+class HitGroup(click.Group):
+    """A click group whose errors are one line on stderr: exit 2 for usage, 1 for bad data."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.exceptions.Abort:
+            click.echo("hitcodec: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except (CLIError, ValueError, OSError, RuntimeError) as exc:
+            click.echo(f"hitcodec: error: {_one_line(exc)}", err=True)
+            sys.exit(EXIT_DATA)
+        except KeyboardInterrupt:
+            click.echo("hitcodec: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        text = f"no such file: {exc.filename}"
+    return " ".join(text.split())
+
+
+def _beta(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and (not math.isfinite(value) or not BETA_MIN <= value <= BETA_MAX):
+        raise click.BadParameter(f"must be a finite number in [{BETA_MIN:g}, {BETA_MAX:g}], got {value}")
+    return value
+
+
+def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
+    """Write via a temporary file in the same folder and a rename; '-' writes to stdout."""
+    if str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(path)
+    if path.exists() and not force:
+        raise CLIError(f"{path} exists (use --force to overwrite)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[str]:
+    if output is not None:
+        if len(inputs) != 1:
+            raise click.UsageError("-o/--output takes one input only; without it outputs go next to the inputs")
+        return [output]
+    return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
+
+
+def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job) -> None:
+    """Run job(input, output) -> summary line for each input; a failure is reported and the rest continue."""
+    from tqdm import tqdm
+
+    failed = 0
+    many = len(inputs) > 1
+    for src, dst in tqdm(list(zip(inputs, outputs)), disable=not many, unit="file", file=sys.stderr, leave=False):
+        if dst != "-" and Path(dst).exists() and not force:
+            if not many:
+                raise CLIError(f"{dst} exists (use --force to overwrite)")
+            click.echo(f"hitcodec: error: {src}: {dst} exists (use --force to overwrite)", err=True)
+            failed += 1
+            continue
+        try:
+            line = job(src, dst)
+        except (CLIError, ValueError, OSError, RuntimeError) as exc:
+            if not many:
+                raise
+            click.echo(f"hitcodec: error: {src}: {_one_line(exc)}", err=True)
+            failed += 1
+            continue
+        click.echo(line, err=dst == "-")
+    if failed:
+        raise CLIError(f"{failed} of {len(inputs)} files failed")
+
+
+@click.group(cls=HitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hitcodec")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def main(verbose: bool) -> None:
+    """hitcodec: learned lossy image compression with per-layer control of the bitrate split."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False),
+                            help="Model file (shipped-model file or training checkpoint); default: the shipped model.")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file ('-' for stdout); default: the input with suffix .hit.")
+@click.option("--beta2", type=float, default=1.0, show_default=True, callback=_beta,
+              help="Rate multiplier of the coarse layer z2, in [0.1, 10]; larger means fewer bits in z2.")
+@click.option("--beta1", type=float, default=1.0, show_default=True, callback=_beta,
+              help="Rate multiplier of the refinement layer z1 given z2, in [0.1, 10].")
+@click.option("--verify", is_flag=True, help="Decode the result, check its latents and report PSNR before writing.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@model_option
+def compress(inputs, output, beta2, beta1, verify, force, model_path):
+    """Compress images (anything Pillow reads; '-' for stdin) to .hit files."""
+    from hitcodec import codec
+    from hitcodec.api import compress_image, resolve_model
+    from hitcodec.image import read_image
+
+    loaded = resolve_model(model_path)
+
+    def job(src: str, dst: str) -> str:
+        image = read_image(_read_input(src))
+        start = time.perf_counter()
+        coded = compress_image(image, beta2, beta1, model=loaded)
+        seconds = time.perf_counter() - start
+        pixels = coded.header.width * coded.header.height
+        split = ", ".join(f"{s.name} {8 * s.payload_bytes / pixels:.4f}" for s in coded.layers)
+        line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}), {seconds:.2f} s"
+        if verify:
+            decoded = codec.decode(loaded, coded.data)
+            for name in codec.LAYERS:
+                if (decoded.symbols[name] != coded.symbols[name]).any():
+                    raise CLIError(f"{src}: verification failed, latents of {name} do not round-trip")
+            line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
+        write_atomic(dst, coded.data, force)
+        return line
+
+    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output image ('-' for stdout, PNG); default: the input with suffix .png.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@model_option
+def decompress(inputs, output, force, model_path):
+    """Decompress .hit files to PNG (or any format Pillow writes, by the output's suffix)."""
+    import io
+
+    from hitcodec import codec
+    from hitcodec.api import resolve_model
+    from hitcodec.image import to_pil
+
+    loaded = resolve_model(model_path)
+
+    def job(src: str, dst: str) -> str:
+        data = _read_input(src)
+        start = time.perf_counter()
+        decoded = codec.decode(loaded, data)
+        seconds = time.perf_counter() - start
+        im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
+        buf = io.BytesIO()
+        fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
+        try:
+            im.save(buf, format=fmt)
+        except (KeyError, ValueError, OSError) as exc:
+            raise CLIError(f"cannot write {dst}: {exc}") from exc
+        write_atomic(dst, buf.getvalue(), force)
+        h = decoded.header
+        return f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, {seconds:.2f} s"
+
+    _run_many(inputs, _outputs(inputs, output, ".png"), force, job)
+
+
+def _image_format(path: str) -> str:
+    from PIL import Image
+
+    ext = Path(path).suffix.lower()
+    Image.init()
+    if ext not in Image.EXTENSION:
+        raise CLIError(f"unknown image format for output {path} (use .png)")
+    return Image.EXTENSION[ext]
+
+
+@main.command()
+@click.argument("input", type=str)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@model_option
+def info(input, as_json, model_path):
+    """Show the header of a .hit file and, when its model is at hand, estimated vs actual bits per layer."""
+    from hitcodec import bitstream, codec
+    from hitcodec.api import resolve_model
+
+    data = _read_input(input)
+    header, parts = bitstream.unpack(data)
+    pixels = header.width * header.height
+    report = {"file": input, "bytes": len(data), "bpp": 8 * len(data) / pixels, "format_version": bitstream.VERSION,
+              "model_id": header.model_id_hex, "beta2": header.beta2, "beta1": header.beta1,
+              "width": header.width, "height": header.height, "mode": header.mode,
+              "header_bytes": len(data) - sum(len(p) for p in parts), "layers": []}
+    names = list(codec.LAYERS) + (["alpha"] if len(parts) > len(codec.LAYERS) else [])
+    layers = {n: {"name": n, "payload_bytes": len(p), "actual_bits": 8 * len(p), "bpp": 8 * len(p) / pixels}
+              for n, p in zip(names, parts)}
+    loaded = resolve_model(model_path)
+    if loaded.model_id == header.model_id:
+        for s in codec.decode(loaded, data).layers:
+            layers[s.name].update(symbols=s.symbols, estimated_bits=round(s.estimated_bits, 1))
+    else:
+        report["note"] = f"model {header.model_id_hex} not loaded ({loaded.model_id_hex} is): no estimates"
+    report["layers"] = list(layers.values())
+    coded_bits = sum(8 * len(p) for p in parts[:len(codec.LAYERS)])
+    for layer in report["layers"][:len(codec.LAYERS)]:
+        layer["share"] = layer["actual_bits"] / coded_bits if coded_bits else 0.0
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{input}: hitcodec v{bitstream.VERSION}, {header.width}x{header.height} {header.mode}, "
+               f"{len(data)} bytes, {report['bpp']:.4f} bpp")
+    click.echo(f"  model {header.model_id_hex}, beta2 {header.beta2:g}, beta1 {header.beta1:g}, "
+               f"header {report['header_bytes']} bytes")
+    for layer in report["layers"]:
+        est = f", estimated {layer['estimated_bits']:.0f} bits" if "estimated_bits" in layer else ""
+        share = f" ({100 * layer['share']:.1f} % of latent bits)" if "share" in layer else ""
+        click.echo(f"  {layer['name']}: {layer['payload_bytes']} bytes = {layer['actual_bits']} bits, "
+                   f"{layer['bpp']:.4f} bpp{share}{est}")
+    if "note" in report:
+        click.echo(f"  note: {report['note']}")
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Continue from this checkpoint (its config is used).")
+@click.option("--steps", type=int, help="Total steps to reach (across resumes).")
+@click.option("--minutes", type=float, help="Wall-clock budget of this run.")
+@click.option("--batch", type=int)
+@click.option("--patch", type=int)
+@click.option("--lr", type=float)
+@click.option("--betas", type=click.Choice(["square", "diagonal"]), help="square: GHVAE; diagonal: beta-VAE baseline.")
+@click.option("--eval-every", type=int)
+@click.option("--device", type=str, help="cpu or cuda")
+def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, betas, eval_every, device):
+    """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
+    from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
+
+    if resume:
+        cfg = TrainConfig(**load_checkpoint(resume)["train_config"])
+    elif data_dir is None or out_dir is None:
+        raise click.UsageError("--data and --out are required unless --resume is given")
+    else:
+        cfg = TrainConfig(data=data_dir, out=out_dir)
+    cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
+                         lr=lr, betas=betas, eval_every=eval_every, device=device)
+    if cfg.patch % 64:
+        raise click.UsageError("--patch must be a multiple of 64")
+    result = run_training(cfg, resume=resume)
+    click.echo(f"done: dev score {result.get('score', float('nan')):.4f}, checkpoints in {cfg.out}")
+
+
+@main.command("fetch-data")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def fetch_data(out_dir):
+    """Fetch and prepare the offline training photos (Debian packages, no root install needed)."""
+    from hitcodec.data import fetch_training_photos
+
+    count = fetch_training_photos(Path(out_dir))
+    click.echo(f"wrote {count} training photos to {out_dir}")
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("-f", "--force", is_flag=True)
+def export(checkpoint, output, force):
+    """Export a training checkpoint as a small fp16 model file (what ships in the package)."""
+    from hitcodec.train import export_weights
+    from hitcodec.weights import load_model
+
+    if Path(output).exists() and not force:
+        raise CLIError(f"{output} exists (use --force to overwrite)")
+    export_weights(checkpoint, output)
+    loaded = load_model(output)
+    click.echo(f"wrote {output}: model id {loaded.model_id_hex}, {Path(output).stat().st_size / 1e6:.1f} MB")

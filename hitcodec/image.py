@@ -1,0 +1,89 @@
+"""From whatever Pillow opens to what the codec codes (8-bit RGB plus optional alpha), and back.
+
+Rules (also in README):
+- EXIF orientation is applied, so the coded image looks as it does in a viewer.
+- Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L".
+- 16-bit images are reduced to 8 bits (hitcodec is an 8-bit codec); Pillow already does this for 16-bit RGB.
+- Alpha ("RGBA", "LA", palette or RGB with transparency) is kept losslessly beside the lossy colour; an alpha
+  plane that is fully opaque is dropped.
+- Palette, CMYK, YCbCr, LAB and HSV are converted to RGB. Floating-point images ("F") are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """An input that cannot be read as an image."""
+
+
+@dataclass(frozen=True)
+class CodecImage:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) uint8, or None
+    mode: str  # mode of the decoded image: "L", "RGB", "LA" or "RGBA"
+
+
+def _gray16_to_8(im: Image.Image) -> Image.Image:
+    a = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8), "L")
+
+
+def from_pil(im: Image.Image) -> CodecImage:
+    """Convert a Pillow image following the module's rules."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "F":
+        raise ImageError("floating-point images are not supported; convert to 8- or 16-bit first")
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        im = _gray16_to_8(im)
+    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    gray = im.mode in ("L", "LA")
+    alpha = np.asarray(im.getchannel("A")) if im.mode in ("LA", "RGBA") else None
+    if alpha is not None and alpha.min() == 255:
+        alpha = None
+    rgb = np.asarray(im.convert("RGB"))
+    mode = ("L" if gray else "RGB") + ("A" if alpha is not None else "")
+    return CodecImage(np.ascontiguousarray(rgb), alpha, mode)
+
+
+def read_image(source: str | Path | BinaryIO | bytes) -> CodecImage:
+    """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                im.load()
+                return from_pil(im)
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"cannot read image: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read image (truncated or corrupt?): {exc}") from exc
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
+    """Decoded pixels as a Pillow image of the stored mode."""
+    im = Image.fromarray(rgb, "RGB")
+    if mode in ("L", "LA"):
+        im = im.convert("L")
+    if alpha is not None:
+        im.putalpha(Image.fromarray(alpha, "L"))
+    return im

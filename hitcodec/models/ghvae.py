@@ -1,0 +1,228 @@
+"""Generalized top-down hierarchical VAE (GHVAE) with two layers of latents, conditioned on (beta2, beta1).
+
+Xiao & Bamler, "Trading Information between Latents in Hierarchical Variational Autoencoders", ICLR 2023.
+
+Generative model  p(z2) p(z1|z2) p(x|z1);  inference (same order)  q(z2|x) q(z1|z2, x):
+
+    x ──g_a──► h ──h_a──► y2 ──Q──► ẑ2 ─────────h_s──────────► ctx ──prior_z1──► (mean1, scale1)
+               │          (prior_z2(β): mean2, scale2)          │
+               └────────────────────── enc_z1([h, ctx]) ────────┴─► y1 = mean1 + Δ ──Q──► ẑ1 ──g_s──► x_hat
+
+All sub-networks get e = embed(log beta2, log beta1) through FiLM layers, so one network serves every
+(beta2, beta1) in [0.1, 10]^2. Latents are quantized around their prior mean: z_sym = round(y - mean),
+ẑ = mean + z_sym; training uses additive uniform noise for the rates and straight-through rounding for
+the decoder path. Rates are in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+with warnings.catch_warnings():  # compressai calls the deprecated torch.jit.script at import time
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.layers import GDN
+    from compressai.ops import LowerBound
+
+BETA_MIN = 0.1
+BETA_MAX = 10.0
+SCALE_MIN = 0.11
+STRIDE = 64  # total down-sampling of z2; inputs are padded to a multiple of this
+
+
+@dataclass(frozen=True)
+class GHVAEConfig:
+    n: int = 128  # channels of the transforms
+    z1_channels: int = 192  # channels of z1 (1/16 resolution)
+    z2_channels: int = 128  # channels of z2 (1/64 resolution)
+    embed: int = 64  # width of the beta embedding
+    sigma_x: float = 0.07  # std of the Gaussian likelihood p(x|z1) on [0, 1] pixels; D = |x - x_hat|^2 / (2 sigma_x^2)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def log_beta_input(beta2: torch.Tensor, beta1: torch.Tensor) -> torch.Tensor:
+    """(B, 2) network input from the multipliers: log10(beta) lies in [-1, 1] on the trained square."""
+    return torch.stack([torch.log10(beta2), torch.log10(beta1)], dim=-1).float()
+
+
+class FiLM(nn.Module):
+    """Per-channel affine modulation from the beta embedding; the identity at initialisation."""
+
+    def __init__(self, channels: int, embed: int):
+        super().__init__()
+        self.proj = nn.Linear(embed, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gain, shift = self.proj(e)[:, :, None, None].chunk(2, dim=1)
+        return x * (1 + gain) + shift
+
+
+class CondSequential(nn.Sequential):
+    """nn.Sequential that passes the beta embedding to its FiLM layers."""
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, e) if isinstance(layer, FiLM) else layer(x)
+        return x
+
+
+def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+def gaussian_rate(y: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """-ln P(y) in nats, element-wise, for a Gaussian convolved with a unit-width box (quantization bin)."""
+    v = (y - mean).abs().float()
+    scale = scale.float()
+    const = 1 / math.sqrt(2)
+    upper = 0.5 * torch.erfc(-(0.5 - v) / scale * const)
+    lower = 0.5 * torch.erfc(-(-0.5 - v) / scale * const)
+    return -torch.log((upper - lower).clamp_min(1e-9))
+
+
+def quantize_ste(y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """mean + round(y - mean), with a straight-through gradient."""
+    return y + (torch.round(y - mean) - (y - mean)).detach()
+
+
+class GHVAE(nn.Module):
+    """Two-layer GHVAE codec model; see the module docstring for the data flow."""
+
+    def __init__(self, config: GHVAEConfig = GHVAEConfig()):
+        super().__init__()
+        self.config = config
+        n, m, c2, emb = config.n, config.z1_channels, config.z2_channels, config.embed
+        self.embed = nn.Sequential(nn.Linear(2, emb), nn.SiLU(), nn.Linear(emb, emb), nn.SiLU())
+        # bottom-up features of x, 1/16 resolution
+        self.g_a = CondSequential(
+            conv(3, n), GDN(n), FiLM(n, emb),
+            conv(n, n), GDN(n), FiLM(n, emb),
+            conv(n, n), GDN(n), FiLM(n, emb),
+            conv(n, n),
+        )  # (B, n, H/16, W/16)
+        # q(z2|x): mean of z2, 1/64 resolution
+        self.h_a = CondSequential(
+            conv(n, n, 3, 1), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            conv(n, n), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            conv(n, c2),
+        )  # (B, c2, H/64, W/64)
+        # p(z2): per-channel Gaussian whose parameters are a function of beta
+        self.prior_z2_net = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, 2 * c2))
+        # top-down path from ẑ2 to the context of layer 1
+        self.h_s = CondSequential(
+            deconv(c2, n), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            deconv(n, n), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            conv(n, n, 3, 1),
+        )  # (B, n, H/16, W/16)
+        # p(z1|z2): Gaussian mean and scale from the context
+        self.prior_z1_net = CondSequential(
+            conv(n, n, 3, 1), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            conv(n, 2 * m, 3, 1),
+        )
+        # q(z1|z2, x): offset of z1 from its prior mean, from image features and the context
+        self.enc_z1 = CondSequential(
+            conv(2 * n, n, 3, 1), nn.LeakyReLU(inplace=True), FiLM(n, emb),
+            conv(n, m, 3, 1),
+        )
+        # p(x|z1): synthesis
+        self.g_s = CondSequential(
+            deconv(m, n), GDN(n, inverse=True), FiLM(n, emb),
+            deconv(n, n), GDN(n, inverse=True), FiLM(n, emb),
+            deconv(n, n), GDN(n, inverse=True), FiLM(n, emb),
+            deconv(n, 3),
+        )
+        self.scale_bound = LowerBound(SCALE_MIN)
+
+    # -- the per-layer priors: one function each, called by training, encoder and decoder ------------
+    def prior_z2(self, e: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of p(z2), each (B, c2, height, width)."""
+        mean, raw = self.prior_z2_net(e).chunk(2, dim=1)
+        scale = self.scale_bound(F.softplus(raw) * 4)
+        shape = (-1, mean.shape[1], height, width)
+        return mean[:, :, None, None].expand(shape), scale[:, :, None, None].expand(shape)
+
+    def prior_z1(self, ctx: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of p(z1|ẑ2), each (B, m, H/16, W/16), from the top-down context of ẑ2."""
+        mean, raw = self.prior_z1_net(ctx, e).chunk(2, dim=1)
+        return mean, self.scale_bound(F.softplus(raw))
+
+    # -- the inference and generative steps -------------------------------------------------------
+    def bottom_up(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image features h and the mean y2 of q(z2|x)."""
+        h = self.g_a(x * 2 - 1, e)
+        return h, self.h_a(h, e)
+
+    def top_down(self, z2_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.h_s(z2_hat, e)
+
+    def posterior_z1(self, h: torch.Tensor, ctx: torch.Tensor, mean1: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Mean y1 of q(z1|ẑ2, x), parameterised as an offset from the prior mean."""
+        return mean1 + self.enc_z1(torch.cat([h, ctx], dim=1), e)
+
+    def synthesis(self, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x_hat in [0, 1] scale (not clamped)."""
+        return (self.g_s(z1_hat, e) + 1) / 2
+
+    def forward(self, x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass. x: (B, 3, H, W) in [0, 1] with H, W multiples of 64; beta2, beta1: (B,).
+
+        Returns x_hat and the per-image rates rate_z2 = -ln p(z̃2), rate_z1 = -ln p(z̃1|ẑ2) in nats, where z̃ is
+        the noisy latent in training mode and the rounded one in eval mode.
+        """
+        e = self.embed(log_beta_input(beta2, beta1))
+        h, y2 = self.bottom_up(x, e)
+        mean2, scale2 = self.prior_z2(e, y2.shape[2], y2.shape[3])
+        z2_hat = quantize_ste(y2, mean2)
+        z2_rate_input = y2 + torch.empty_like(y2).uniform_(-0.5, 0.5) if self.training else z2_hat
+        rate_z2 = gaussian_rate(z2_rate_input, mean2, scale2).sum(dim=(1, 2, 3))
+
+        ctx = self.top_down(z2_hat, e)
+        mean1, scale1 = self.prior_z1(ctx, e)
+        y1 = self.posterior_z1(h, ctx, mean1, e)
+        z1_hat = quantize_ste(y1, mean1)
+        z1_rate_input = y1 + torch.empty_like(y1).uniform_(-0.5, 0.5) if self.training else z1_hat
+        rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
+        return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
+
+
+def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) on the right and bottom to multiples of ``stride`` (cheaper than zeros)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, sigma_x: float) -> torch.Tensor:
+    """D = |x - x_hat|^2 / (2 sigma_x^2) per image, in nats (dropping the constant of the Gaussian)."""
+    return ((x - x_hat.float()) ** 2).sum(dim=(1, 2, 3)) / (2 * sigma_x**2)
+
+
+def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor,
+               sigma_x: float) -> dict[str, torch.Tensor]:
+    """The paper's objective D + beta2 R(z2) + beta1 R(z1|z2) per image (nats).
+
+    For training, each image's loss is divided by sqrt(beta2 * beta1): the loss scale grows roughly like beta,
+    so without this the low-beta corner of the square would dominate the gradient. ``loss`` is that normalised
+    mean, in nats per pixel.
+    """
+    num_pixels = x.shape[2] * x.shape[3]
+    d = distortion(x, out["x_hat"], sigma_x)
+    objective = d + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
+    loss = (objective / torch.sqrt(beta2 * beta1)).mean() / num_pixels
+    return {"loss": loss, "objective": objective, "distortion": d}

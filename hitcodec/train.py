@@ -1,0 +1,240 @@
+"""Training of the beta-conditioned GHVAE: one model for every (beta2, beta1) in [0.1, 10]^2.
+
+Each image in a batch gets its own log beta2 and log beta1, drawn independently and uniformly over
+[ln 0.1, ln 10] (or on the diagonal only, for the conventional beta-VAE baseline). Checkpoints carry their
+own config, so ``hitcodec train --resume CKPT`` needs no other flags; the best checkpoint is chosen by the
+dev-eval rate/distortion objective, not by the training loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hitcodec.data import list_images, load_rgb_uint8
+from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, GHVAEConfig, ghvae_loss, pad_to_stride
+
+log = logging.getLogger(__name__)
+
+# (beta2, beta1) points at which dev-eval rate/distortion is tracked while training
+DEV_BETAS = ((0.2, 0.2), (1.0, 1.0), (5.0, 5.0), (2.0, 0.5), (0.5, 2.0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # folder of training images (searched recursively)
+    out: str  # folder for checkpoints (last.pt, best.pt) and the log
+    patch: int = 192  # side of the square training crops (a multiple of 64)
+    batch: int = 8  # crops per step
+    lr: float = 2e-4  # Adam learning rate
+    steps: int = 100_000  # stop after this many steps in total (across resumes)
+    minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
+    betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE)
+    eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
+    dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
+    dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
+    min_scale: float = 0.5  # random rescaling of crops by a factor in [min_scale, 1]
+    device: str = "cpu"
+    seed: int = 0
+
+
+class PatchSampler:
+    """Random crops, rescaling and flips from a folder of images held in memory as uint8."""
+
+    def __init__(self, folder: str, patch: int, min_scale: float, seed: int):
+        paths = list_images(Path(folder))
+        self.images = [torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).contiguous() for p in paths]
+        self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
+        if not self.images:
+            raise ValueError(f"no training images of at least {patch}x{patch} pixels in {folder}")
+        areas = np.array([im.shape[1] * im.shape[2] for im in self.images], dtype=np.float64)
+        self.weights = np.sqrt(areas) / np.sqrt(areas).sum()  # favour big photos, keep small ones in play
+        self.patch, self.min_scale = patch, min_scale
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        """(batch, 3, patch, patch) float in [0, 1]."""
+        out = torch.empty(batch, 3, self.patch, self.patch)
+        for i in range(batch):
+            im = self.images[self.rng.choice(len(self.images), p=self.weights)]
+            h, w = im.shape[1:]
+            largest = min(h, w) / self.patch  # the crop may cover at most the short side
+            scale = self.rng.uniform(self.min_scale, 1.0) if largest >= 1 / self.min_scale else 1.0
+            side = min(int(round(self.patch / scale)), min(h, w))
+            top, left = self.rng.integers(0, h - side + 1), self.rng.integers(0, w - side + 1)
+            crop = im[:, top:top + side, left:left + side].float()[None] / 255
+            if side != self.patch:
+                crop = F.interpolate(crop, size=(self.patch, self.patch), mode="bilinear", antialias=True,
+                                     align_corners=False).clamp(0, 1)
+            if self.rng.random() < 0.5:
+                crop = crop.flip(-1)
+            out[i] = crop[0]
+        return out
+
+
+def sample_betas(batch: int, mode: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = math.log(BETA_MIN), math.log(BETA_MAX)
+    u = torch.rand(batch, 2, generator=generator) * (hi - lo) + lo
+    if mode == "diagonal":
+        u[:, 1] = u[:, 0]
+    elif mode != "square":
+        raise ValueError(f"betas must be 'square' or 'diagonal', not {mode!r}")
+    return u[:, 0].exp(), u[:, 1].exp()
+
+
+def load_dev_images(cfg: TrainConfig) -> list[torch.Tensor]:
+    from hitcodec.data import dev_eval_photos
+
+    paths = list_images(Path(cfg.dev)) if cfg.dev else dev_eval_photos()
+    images = []
+    for p in paths:
+        x = torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).float() / 255
+        h, w = x.shape[1:]
+        s = cfg.dev_max_side
+        top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
+        images.append(x[:, top:top + s, left:left + s].contiguous())
+    return images
+
+
+@torch.no_grad()
+def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
+    """Estimated rate (rounded latents under the priors) and uint8 PSNR at DEV_BETAS, averaged over images.
+
+    ``score`` is the mean over DEV_BETAS of (D + beta2 R2 + beta1 R1) / sqrt(beta2 beta1) per pixel: lower is
+    better, and it rewards the whole rate/distortion trade-off rather than one point.
+    """
+    was_training = model.training
+    model.eval()
+    points, score = [], 0.0
+    for beta2, beta1 in DEV_BETAS:
+        bpp = bpp_z2 = psnr = obj = 0.0
+        for x in images:
+            x = x[None].to(device)
+            h, w = x.shape[2:]
+            b2, b1 = torch.tensor([beta2], device=device), torch.tensor([beta1], device=device)
+            xp = pad_to_stride(x)
+            out = model(xp, b2, b1)
+            x_hat = out["x_hat"][:, :, :h, :w].clamp(0, 1)
+            x8, xh8 = (x * 255).round(), (x_hat * 255).round()
+            mse = ((x8 - xh8) ** 2).mean().item()
+            psnr += 10 * math.log10(255**2 / max(mse, 1e-10))
+            r2, r1 = out["rate_z2"].item(), out["rate_z1"].item()
+            bpp += (r2 + r1) / math.log(2) / (h * w)
+            bpp_z2 += r2 / math.log(2) / (h * w)
+            d = ((x - x_hat) ** 2).sum().item() / (2 * model.config.sigma_x**2)
+            obj += (d + beta2 * r2 + beta1 * r1) / math.sqrt(beta2 * beta1) / (h * w)
+        n = len(images)
+        points.append({"beta2": beta2, "beta1": beta1, "bpp": bpp / n, "bpp_z2": bpp_z2 / n, "psnr": psnr / n})
+        score += obj / n / len(DEV_BETAS)
+    model.train(was_training)
+    return {"points": points, "score": score}
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict:
+    """Train (or continue training) and return the last dev-eval result."""
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model_cfg = GHVAEConfig()
+    state = None
+    if resume:
+        state = load_checkpoint(resume)
+        model_cfg = GHVAEConfig(**state["model_config"])
+    model = GHVAE(model_cfg).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, best, history = 0, math.inf, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr
+        step, best, history = state["step"], state["best_score"], state["history"]
+    sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step)
+    dev_images = load_dev_images(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
+
+    def checkpoint(result: dict) -> None:
+        nonlocal best
+        entry = {"step": step, "time": time.time(), **result}
+        history.append(entry)
+        with open(out_dir / "log.jsonl", "a") as f:
+            import json
+
+            f.write(json.dumps(entry) + "\n")
+        is_best = result["score"] < best
+        best = min(best, result["score"])
+        ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "step": step, "best_score": best, "history": history}
+        _save(out_dir / "last.pt", ckpt)
+        if is_best:
+            _save(out_dir / "best.pt", ckpt)
+
+    start = time.time()
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True)
+    result: dict = {}
+    while step < cfg.steps:
+        x = sampler.sample(cfg.batch).to(cfg.device)
+        beta2, beta1 = (b.to(cfg.device) for b in sample_betas(cfg.batch, cfg.betas, gen))
+        out = model(x, beta2, beta1)
+        losses = ghvae_loss(out, x, beta2, beta1, model_cfg.sigma_x)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 10 == 0:
+            with torch.no_grad():
+                pixels = x.shape[2] * x.shape[3]
+                bpp = ((out["rate_z2"] + out["rate_z1"]).mean() / math.log(2) / pixels).item()
+                mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).mean().item()
+            bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{bpp:.3f}",
+                            psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}")
+        out_of_time = cfg.minutes > 0 and time.time() - start > cfg.minutes * 60
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            result = dev_eval(model, dev_images, cfg.device)
+            checkpoint(result)
+            summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
+                               for p in result["points"])
+            bar.write(f"step {step} dev score {result['score']:.4f} {summary}")
+        if out_of_time:
+            break
+    bar.close()
+    return result
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> None:
+    """Write the shipped-model file: fp16 weights and the model config, nothing else."""
+    state = load_checkpoint(checkpoint)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    _save(Path(out), {"model_config": state["model_config"], "model": weights, "step": state["step"]})
+
+
+def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

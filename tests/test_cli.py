@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from hitcodec.cli import main
+
+
+@pytest.fixture()
+def png(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo[:40, :50]).save(path)
+    return path
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def test_compress_decompress_info(png, tiny_path, tmp_path):
+    r = run("compress", png, "--beta2", 2, "--beta1", 0.5, "--verify", "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    hit = tmp_path / "photo.hit"
+    assert hit.exists() and "bpp" in r.output and "PSNR" in r.output
+    out = tmp_path / "back.png"
+    r = run("decompress", hit, "-o", out, "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == (50, 40)
+    r = run("info", hit, "--json", "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["beta2"] == 2.0 and report["beta1"] == 0.5 and report["width"] == 50
+    assert [layer["name"] for layer in report["layers"]] == ["z2", "z1"]
+    assert all("estimated_bits" in layer for layer in report["layers"])
+    assert run("info", hit, "--model", tiny_path).exit_code == 0
+
+
+def test_existing_output_needs_force(png, tiny_path, tmp_path):
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    before = (tmp_path / "photo.hit").read_bytes()
+    r = run("compress", png, "--beta1", 3, "--model", tiny_path)
+    assert r.exit_code == 1 and "--force" in r.stderr
+    assert (tmp_path / "photo.hit").read_bytes() == before
+    assert run("compress", png, "--beta1", 3, "--force", "--model", tiny_path).exit_code == 0
+    assert (tmp_path / "photo.hit").read_bytes() != before
+
+
+@pytest.mark.parametrize("beta", ["0", "-1", "nan", "inf", "11", "0.05", "abc"])
+def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
+    r = run("compress", png, "--beta2", beta, "--model", tiny_path)
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("hitcodec: error:")
+    assert not (png.parent / "photo.hit").exists()
+
+
+def test_bad_data_exits_1_in_one_line(tmp_path, tiny_path, png):
+    junk = tmp_path / "junk.hit"
+    junk.write_bytes(b"HITC" + bytes(60))
+    for args in (["decompress", junk], ["info", junk], ["compress", junk], ["decompress", tmp_path / "missing.hit"]):
+        r = run(*args, "--model", tiny_path)
+        assert r.exit_code == 1, (args, r.output)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "junk.png").exists()
+    # a truncated .hit
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    hit = tmp_path / "photo.hit"
+    hit.write_bytes(hit.read_bytes()[:-5])
+    r = run("decompress", hit, "-o", tmp_path / "out.png", "--model", tiny_path)
+    assert r.exit_code == 1 and "truncated" in r.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_stdin_stdout(png, tiny_path):
+    r = CliRunner().invoke(main, ["compress", "-", "--model", str(tiny_path)], input=png.read_bytes())
+    assert r.exit_code == 0, r.output
+    data = r.stdout_bytes
+    assert data[:4] == b"HITC"
+    r = CliRunner().invoke(main, ["decompress", "-", "--model", str(tiny_path)], input=data)
+    assert r.exit_code == 0
+    assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_several_inputs_continue_after_a_failure(tmp_path, tiny_path, photo):
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(photo[: 20 + i, :30]).save(p)
+        paths.append(p)
+    paths[1].write_bytes(b"broken")
+    r = run("compress", *paths, "--model", tiny_path)
+    assert r.exit_code == 1 and "im1.png" in r.stderr and "1 of 3 files failed" in r.stderr
+    assert (tmp_path / "im0.hit").exists() and (tmp_path / "im2.hit").exists()
+    assert not (tmp_path / "im1.hit").exists()
+    assert run("compress", *paths, "-o", tmp_path / "x.hit", "--model", tiny_path).exit_code == 2
+
+
+def test_wrong_model_is_reported(png, tiny_path, tmp_path):
+    import torch
+
+    from conftest import TINY, make_tiny
+
+    other = tmp_path / "other.pt"
+    torch.save({"model_config": TINY.to_dict(), "model": make_tiny(seed=5).state_dict(), "step": 0}, other)
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    r = run("decompress", tmp_path / "photo.hit", "--model", other)
+    assert r.exit_code == 1 and "model" in r.stderr
+
+
+def test_no_leftover_temp_files(png, tiny_path, tmp_path):
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from hitcodec import codec
+from hitcodec.api import compress_image, decompress
+from hitcodec.bitstream import BitstreamError
+from hitcodec.image import CodecImage
+from hitcodec.weights import LoadedModel, model_id
+
+from conftest import make_tiny
+
+
+def _image(h, w, seed=0):
+    return CodecImage(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8), None, "RGB")
+
+
+@pytest.mark.parametrize("size", [(33, 47), (1, 1), (64, 130)])
+def test_latents_round_trip_exactly(tiny, size):
+    coded = codec.encode(tiny, _image(*size), 2.0, 0.5)
+    decoded = codec.decode(tiny, coded.data)
+    assert decoded.image.rgb.shape == (*size, 3)
+    for name in codec.LAYERS:
+        assert np.array_equal(decoded.symbols[name], coded.symbols[name])
+    assert any(np.abs(coded.symbols[name]).sum() > 0 for name in codec.LAYERS)  # something was actually coded
+
+
+def test_decoded_image_matches_the_encoder_side_reconstruction(tiny, photo):
+    """Decoding twice gives identical pixels, and encoding twice identical bytes."""
+    image = CodecImage(photo, None, "RGB")
+    a, b = codec.encode(tiny, image, 1.0, 1.0), codec.encode(tiny, image, 1.0, 1.0)
+    assert a.data == b.data
+    assert np.array_equal(codec.decode(tiny, a.data).image.rgb, codec.decode(tiny, a.data).image.rgb)
+
+
+def test_actual_bits_close_to_estimate(tiny, photo):
+    coded = codec.encode(tiny, CodecImage(photo, None, "RGB"), 0.3, 0.3)
+    for layer in coded.layers:
+        # ANS adds at most one 32-bit word of overhead per stream beyond rounding to words
+        assert abs(8 * layer.payload_bytes - layer.estimated_bits) <= 0.03 * layer.estimated_bits + 64
+
+
+def test_wrong_model_is_named(tiny):
+    other_model = make_tiny(seed=1)
+    other = LoadedModel(other_model, model_id(other_model), "other")
+    data = codec.encode(tiny, _image(16, 16), 1.0, 1.0).data
+    with pytest.raises(codec.ModelMismatchError) as err:
+        codec.decode(other, data)
+    assert tiny.model_id_hex in str(err.value) and other.model_id_hex in str(err.value)
+
+
+def test_model_id_depends_on_weights_not_order(tiny):
+    model = make_tiny()
+    assert model_id(model) == tiny.model_id
+    model.g_s[0].bias.data[0] += 1e-3
+    assert model_id(model) != tiny.model_id
+
+
+@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf"), 0.099, 10.01])
+def test_betas_outside_the_square_are_refused(tiny, beta):
+    with pytest.raises(ValueError, match="beta"):
+        codec.encode(tiny, _image(8, 8), beta, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        codec.encode(tiny, _image(8, 8), 1.0, beta)
+
+
+def test_alpha_is_kept_losslessly(tiny):
+    rng = np.random.default_rng(3)
+    alpha = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    image = CodecImage(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), alpha, "RGBA")
+    out = decompress(compress_image(image, model=tiny).data, model=tiny)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_corrupted_payload_is_rejected(tiny):
+    data = bytearray(codec.encode(tiny, _image(40, 40), 1.0, 1.0).data)
+    data[-3] ^= 0x10
+    with pytest.raises(BitstreamError, match="CRC32"):
+        codec.decode(tiny, bytes(data))
+
+
+def test_verify_checks_latents(tiny):
+    coded = compress_image(_image(24, 24).rgb, 1.0, 2.0, model=tiny, verify=True)
+    assert coded.header.beta1 == 2.0

@@ -1,0 +1,57 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hitcodec.image import ImageError, from_pil, read_image
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_gray_is_coded_as_rgb_and_decoded_as_gray():
+    img = from_pil(Image.new("L", (5, 4), 77))
+    assert img.mode == "L" and img.rgb.shape == (4, 5, 3) and (img.rgb == 77).all() and img.alpha is None
+
+
+def test_16_bit_gray_is_reduced_to_8_bit():
+    arr = np.full((3, 3), 65535, dtype=np.uint16)
+    arr[0, 0] = 257 * 10
+    img = read_image(_png(Image.fromarray(arr)))
+    assert img.mode == "L" and img.rgb[0, 0, 0] == 10 and img.rgb[1, 1, 0] == 255
+
+
+def test_alpha_kept_and_opaque_alpha_dropped():
+    rgba = Image.new("RGBA", (4, 4), (10, 20, 30, 128))
+    assert from_pil(rgba).mode == "RGBA" and (from_pil(rgba).alpha == 128).all()
+    assert from_pil(Image.new("RGBA", (4, 4), (1, 2, 3, 255))).mode == "RGB"
+    assert from_pil(Image.new("LA", (4, 4), (9, 100))).mode == "LA"
+
+
+def test_palette_and_cmyk_become_rgb():
+    assert from_pil(Image.new("RGB", (4, 4), (200, 10, 10)).convert("P")).mode == "RGB"
+    assert from_pil(Image.new("CMYK", (4, 4), (0, 255, 255, 0))).mode == "RGB"
+
+
+def test_exif_orientation_is_applied():
+    im = Image.new("RGB", (6, 2), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif)
+    assert read_image(buf.getvalue()).rgb.shape[:2] == (6, 2)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", _png(Image.new("RGB", (64, 64)))[:60]])
+def test_bad_data_raises_image_error(data):
+    with pytest.raises(ImageError):
+        read_image(data)
+
+
+def test_float_images_are_refused():
+    with pytest.raises(ImageError, match="floating-point"):
+        from_pil(Image.new("F", (2, 2)))
