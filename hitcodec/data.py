@@ -162,4 +162,4 @@ def list_images(folder: Path) -> list[Path]:
 def load_rgb_uint8(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 array of an image file, converted to RGB."""
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))

@@ -153,13 +153,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict:
-    """Train (or continue training) and return the last dev-eval result."""
+def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
+          model_config: GHVAEConfig | None = None) -> dict:
+    """Train (or continue training) and return the last dev-eval result.
+
+    A new run uses ``model_config`` (default: GHVAEConfig()); a resumed one the config stored in its checkpoint.
+    """
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model_cfg = GHVAEConfig()
+    model_cfg = model_config or GHVAEConfig()
     state = None
     if resume:
         state = load_checkpoint(resume)

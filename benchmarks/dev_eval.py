@@ -1,0 +1,118 @@
+"""Shipped model on the dev-eval photos at a few (beta2, beta1), next to JPEG and WebP at the same bpp.
+
+    python -m benchmarks.dev_eval [--model PATH] [--out benchmarks/results/dev_eval.json]
+
+Every number comes from real bytes and uint8 pixels. JPEG (Pillow, optimize=True) and WebP (Pillow, method 6)
+are swept over their quality range per image, and their PSNR is interpolated at hitcodec's bpp for that image.
+Times are wall-clock on the CPU (torch threads as set), median of 3 after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hitcodec import codec
+from hitcodec.api import resolve_model
+from hitcodec.data import dev_eval_photos
+from hitcodec.image import read_image
+
+BETAS = ((0.2, 0.2), (1.0, 1.0), (5.0, 5.0), (2.0, 0.5), (0.5, 2.0))
+
+
+def classical_curve(rgb: np.ndarray, fmt: str) -> list[tuple[float, float]]:
+    """(bpp, PSNR) of Pillow's JPEG or WebP over the quality range, sorted by bpp."""
+    im = Image.fromarray(rgb)
+    points = []
+    for q in list(range(1, 10)) + list(range(10, 101, 5)):
+        buf = io.BytesIO()
+        if fmt == "jpeg":
+            im.save(buf, format="JPEG", quality=q, optimize=True)
+        else:
+            im.save(buf, format="WEBP", quality=q, method=6)
+        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        points.append((8 * buf.tell() / (rgb.shape[0] * rgb.shape[1]), codec.psnr(rgb, dec)))
+    return sorted(points)
+
+
+def psnr_at(curve: list[tuple[float, float]], bpp: float) -> float:
+    """PSNR interpolated at ``bpp``; NaN outside the curve's range."""
+    xs, ys = zip(*curve)
+    if not xs[0] <= bpp <= xs[-1]:
+        return float("nan")
+    return float(np.interp(bpp, xs, ys))
+
+
+def timed(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--out", default="benchmarks/results/dev_eval.json")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = resolve_model(args.model)
+    photos = dev_eval_photos()
+    rows = {b: [] for b in BETAS}
+    for path in photos:
+        image = read_image(path)
+        rgb = image.rgb
+        curves = {fmt: classical_curve(rgb, fmt) for fmt in ("jpeg", "webp")}
+        for beta2, beta1 in BETAS:
+            coded = codec.encode(loaded, image, beta2, beta1)
+            decoded = codec.decode(loaded, coded.data)
+            pixels = rgb.shape[0] * rgb.shape[1]
+            rows[(beta2, beta1)].append({
+                "image": path.name, "bpp": coded.bpp, "psnr": codec.psnr(rgb, decoded.image.rgb),
+                "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels, "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
+                "jpeg_psnr": psnr_at(curves["jpeg"], coded.bpp), "webp_psnr": psnr_at(curves["webp"], coded.bpp),
+            })
+    summary = []
+    for (beta2, beta1), items in rows.items():
+        def mean(key: str) -> float:
+            vals = [r[key] for r in items if not np.isnan(r[key])]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        summary.append({"beta2": beta2, "beta1": beta1, **{k: mean(k) for k in
+                        ("bpp", "bpp_z2", "bpp_z1", "psnr", "jpeg_psnr", "webp_psnr")}})
+
+    sample = read_image(photos[0])
+    data = codec.encode(loaded, sample, 1.0, 1.0).data
+    enc_s = timed(lambda: codec.encode(loaded, sample, 1.0, 1.0))
+    dec_s = timed(lambda: codec.decode(loaded, data))
+    timing = {"image": photos[0].name, "size": list(sample.rgb.shape[:2]), "threads": args.threads,
+              "encode_s": enc_s, "decode_s": dec_s}
+    result = {"model_id": loaded.model_id_hex, "model": loaded.path, "images": [p.name for p in photos],
+              "summary": summary, "per_image": {f"{b2},{b1}": r for (b2, b1), r in rows.items()}, "timing": timing}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+    print(f"model {loaded.model_id_hex}, {len(photos)} dev photos (mean over photos; JPEG/WebP PSNR at the same bpp)")
+    print("| beta2 | beta1 | bpp | z2 bpp | z1 bpp | PSNR dB | JPEG dB | WebP dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        print(f"| {s['beta2']:g} | {s['beta1']:g} | {s['bpp']:.3f} | {s['bpp_z2']:.3f} | {s['bpp_z1']:.3f} | "
+              f"{s['psnr']:.2f} | {s['jpeg_psnr']:.2f} | {s['webp_psnr']:.2f} |")
+    print(f"CPU time, {timing['image']} {timing['size'][1]}x{timing['size'][0]}, {args.threads} threads: "
+          f"encode {enc_s:.2f} s, decode {dec_s:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

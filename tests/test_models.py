@@ -1,0 +1,36 @@
+import torch
+
+from hitcodec.models.ghvae import GHVAE, ghvae_loss, pad_to_stride
+
+from conftest import TINY
+
+
+def test_forward_shapes_and_rates():
+    model = GHVAE(TINY)
+    x = torch.rand(2, 3, 64, 128)
+    beta2, beta1 = torch.tensor([0.1, 10.0]), torch.tensor([1.0, 0.3])
+    out = model(x, beta2, beta1)
+    assert out["x_hat"].shape == x.shape
+    assert out["rate_z2"].shape == (2,) and (out["rate_z2"] > 0).all() and (out["rate_z1"] > 0).all()
+    losses = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x)
+    expected = losses["distortion"] + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
+    assert torch.allclose(losses["objective"], expected)
+    losses["loss"].backward()
+    assert model.enc_z1[0].weight.grad is not None and model.prior_z2_net[0].weight.grad is not None
+
+
+def test_priors_depend_on_beta():
+    model = GHVAE(TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    e = model.embed(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    mean, scale = model.prior_z2(e, 2, 3)
+    assert mean.shape == (2, TINY.z2_channels, 2, 3)
+    assert not torch.allclose(scale[0], scale[1])
+
+
+def test_pad_to_stride_replicates_edges():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    y = pad_to_stride(x)
+    assert y.shape == (1, 1, 64, 64) and y[0, 0, 63, 63] == x[0, 0, 1, 2]

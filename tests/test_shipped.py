@@ -1,0 +1,55 @@
+"""The shipped model on the bundled photo: the only test that uses real weights."""
+
+import numpy as np
+import pytest
+
+from hitcodec import codec, compress, decompress
+from hitcodec.image import read_image
+from hitcodec.samples import SAMPLE_PHOTO
+from hitcodec.weights import DEFAULT_WEIGHTS, load_model
+
+PSNR_FLOOR_DB = 24.0  # at beta2 = beta1 = 1; measured value is in README's model card
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return read_image(SAMPLE_PHOTO)
+
+
+def test_weights_are_small_and_load_offline(shipped):
+    assert DEFAULT_WEIGHTS.stat().st_size <= 40e6
+    assert len(shipped.model_id) == 8
+
+
+def test_round_trip_above_psnr_floor(shipped, sample):
+    data = compress(SAMPLE_PHOTO, beta2=1.0, beta1=1.0, verify=True)
+    assert compress(SAMPLE_PHOTO, beta2=1.0, beta1=1.0) == data  # deterministic
+    out = np.asarray(decompress(data))
+    assert out.shape == sample.rgb.shape
+    bpp = 8 * len(data) / (out.shape[0] * out.shape[1])
+    assert 0.05 < bpp < 2.0
+    assert codec.psnr(sample.rgb, out) > PSNR_FLOOR_DB
+
+
+def test_estimated_bits_match_actual(shipped, sample):
+    coded = codec.encode(shipped, sample, 1.0, 1.0)
+    for layer in coded.layers:
+        assert abs(8 * layer.payload_bytes - layer.estimated_bits) <= 0.02 * layer.estimated_bits + 64
+
+
+def test_lower_beta2_moves_bits_into_z2(shipped, sample):
+    def z2_share(beta2, beta1):
+        z2, z1 = codec.encode(shipped, sample, beta2, beta1).layers
+        return z2.payload_bytes / (z2.payload_bytes + z1.payload_bytes)
+
+    assert z2_share(0.3, 3.0) > z2_share(1.0, 1.0) > z2_share(3.0, 0.3)
+
+
+def test_rate_falls_as_beta_grows(shipped, sample):
+    sizes = [len(codec.encode(shipped, sample, b, b).data) for b in (0.2, 1.0, 5.0)]
+    assert sizes[0] > sizes[1] > sizes[2]

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from hitcodec.train import TrainConfig, export_weights, load_checkpoint, sample_betas, train
+from hitcodec.weights import load_model
+
+from conftest import TINY
+
+
+def test_beta_sampling_covers_the_square_and_the_diagonal():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    b2, b1 = sample_betas(4000, "square", g)
+    assert 0.1 <= b2.min() and b2.max() <= 10 and 0.1 <= b1.min() and b1.max() <= 10
+    assert abs(torch.log10(b2).mean()) < 0.05 and abs(torch.corrcoef(torch.stack([b2.log(), b1.log()]))[0, 1]) < 0.1
+    d2, d1 = sample_betas(10, "diagonal", g)
+    assert torch.equal(d2, d1)
+
+
+def test_train_resume_and_export(tmp_path, photo):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(data / f"{i}.png")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), patch=64, batch=2, steps=3, eval_every=2,
+                      dev=str(data), dev_max_side=64)
+    result = train(cfg, progress=False, model_config=TINY)
+    assert result["score"] > 0 and len(result["points"]) == 5
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 3 and state["model_config"] == TINY.to_dict()
+    assert (tmp_path / "run" / "best.pt").exists()
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 3]
+
+    resumed = TrainConfig(**{**state["train_config"], "steps": 5})
+    train(resumed, resume=str(tmp_path / "run" / "last.pt"), progress=False)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 5
+
+    export_weights(tmp_path / "run" / "last.pt", tmp_path / "model.pt")
+    loaded = load_model(str(tmp_path / "model.pt"))
+    assert loaded.model.config == TINY
