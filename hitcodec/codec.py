@@ -78,6 +78,43 @@ def walk_layers(model: GHVAE, e: torch.Tensor, z2_height: int, z2_width: int, ta
     return mean1 + take("z1", mean1, scale1, ctx)
 
 
+# Tiles for the full-resolution transforms, so memory stays bounded whatever the image size. Halos exceed the
+# receptive fields (g_a: 61 px; g_s: under 3 latents), so tiles only differ from a whole-image pass by float
+# rounding. Tiling is encoder-only for g_a and pixels-only for g_s: it never changes what the decoder decodes.
+ANALYSIS_TILE, ANALYSIS_HALO = 1024, 128  # pixels (multiples of 16)
+SYNTHESIS_TILE, SYNTHESIS_HALO = 64, 4  # z1 positions (1/16 resolution)
+
+
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, factor: float, tile: int,
+          halo: int) -> torch.Tensor:
+    """Apply a fully convolutional ``fn`` (output size = input size * factor) tile by tile with halos."""
+    height, width = x.shape[2:]
+    if height <= tile + halo and width <= tile + halo:
+        return fn(x)
+    out = None
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            t0, l0 = max(top - halo, 0), max(left - halo, 0)
+            t1, l1 = min(top + tile + halo, height), min(left + tile + halo, width)
+            y = fn(x[:, :, t0:t1, l0:l1])
+            if out is None:
+                out = y.new_empty(y.shape[0], y.shape[1], int(height * factor), int(width * factor))
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            out[:, :, int(top * factor):int(bottom * factor), int(left * factor):int(right * factor)] = y[
+                :, :, int((top - t0) * factor):int((bottom - t0) * factor),
+                int((left - l0) * factor):int((right - l0) * factor)]
+    return out
+
+
+def _bottom_up(model: GHVAE, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h = tiled(lambda t: model.analysis(t, e), x, 1 / 16, ANALYSIS_TILE, ANALYSIS_HALO)
+    return h, model.h_a(h, e)
+
+
+def _synthesis(model: GHVAE, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    return tiled(lambda t: model.synthesis(t, e), z1_hat, 16, SYNTHESIS_TILE, SYNTHESIS_HALO)
+
+
 def _embed(model: GHVAE, beta2: float, beta1: float) -> torch.Tensor:
     return model.embed(log_beta_input(torch.tensor([beta2]), torch.tensor([beta1])))
 
@@ -95,7 +132,7 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float) -
     height, width = image.rgb.shape[:2]
     x = torch.from_numpy(np.array(image.rgb)).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
     e = _embed(model, beta2, beta1)
-    h, y2 = model.bottom_up(pad_to_stride(x), e)  # (1, n, H/16, W/16), (1, c2, H/64, W/64)
+    h, y2 = _bottom_up(model, pad_to_stride(x), e)  # (1, n, H/16, W/16), (1, c2, H/64, W/64)
     payloads: dict[str, bytes] = {}
     stats: dict[str, LayerStats] = {}
     symbols: dict[str, np.ndarray] = {}
@@ -156,7 +193,7 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     z2_height = -(-header.height // STRIDE)
     z2_width = -(-header.width // STRIDE)
     z1_hat = walk_layers(model, e, z2_height, z2_width, take)
-    rgb = _to_uint8(model.synthesis(z1_hat, e), header.height, header.width)
+    rgb = _to_uint8(_synthesis(model, z1_hat, e), header.height, header.width)
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None
     return Decoded(CodecImage(rgb, alpha, header.mode), header, tuple(stats[n] for n in LAYERS), symbols)
 

@@ -161,9 +161,13 @@ class GHVAE(nn.Module):
         return mean, self.scale_bound(F.softplus(raw))
 
     # -- the inference and generative steps -------------------------------------------------------
+    def analysis(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Image features h, (B, n, H/16, W/16), of x in [0, 1]."""
+        return self.g_a(x * 2 - 1, e)
+
     def bottom_up(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image features h and the mean y2 of q(z2|x)."""
-        h = self.g_a(x * 2 - 1, e)
+        h = self.analysis(x, e)
         return h, self.h_a(h, e)
 
     def top_down(self, z2_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
