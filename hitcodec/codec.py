@@ -69,13 +69,17 @@ Take = Callable[[str, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.
 def walk_layers(model: GHVAE, e: torch.Tensor, z2_height: int, z2_width: int, take: Take) -> torch.Tensor:
     """Walk the layers top-down; ``take(layer, mean, scale, ctx)`` returns the layer's integer symbols.
 
-    Returns ẑ1 = mean1 + z1_sym, the input of the synthesis transform.
+    Returns ẑ1 = mean1 + z1_sym, the input of the synthesis transform. The priors are computed without oneDNN,
+    whose convolutions can round differently with the number of threads: a scale that lands on the other side
+    of a table boundary would desynchronise the decoder. (These networks run at 1/16 and 1/64 resolution, so
+    the slower kernels cost little.)
     """
-    mean2, scale2 = model.prior_z2(e, z2_height, z2_width)
-    z2_hat = mean2 + take("z2", mean2, scale2, None)
-    ctx = model.top_down(z2_hat, e)
-    mean1, scale1 = model.prior_z1(ctx, e)
-    return mean1 + take("z1", mean1, scale1, ctx)
+    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None, fp32_precision=None):
+        mean2, scale2 = model.prior_z2(e, z2_height, z2_width)
+        z2_hat = mean2 + take("z2", mean2, scale2, None)
+        ctx = model.top_down(z2_hat, e)
+        mean1, scale1 = model.prior_z1(ctx, e)
+        return mean1 + take("z1", mean1, scale1, ctx)
 
 
 # Tiles for the full-resolution transforms, so memory stays bounded whatever the image size. Halos exceed the
