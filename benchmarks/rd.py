@@ -1,0 +1,373 @@
+"""Rate/distortion benchmark: the GHVAE's (beta2, beta1) grid, its hull and diagonal, classical codecs, speed.
+
+    python -m benchmarks.rd --images DIR --out DIR [--grid N] [--codecs jpeg,webp,avif,jpeg2000] [--model PATH]
+                            [--baseline-model PATH]
+
+Everything is measured from real bytes and uint8 pixels. Curves are averages over the images of each setting
+(a grid point, a codec quality), as CompressAI does. Writes into --out:
+- ``<name>.json`` per curve in CompressAI's results schema, ``grid.json`` with every grid point and image,
+- ``rd.png`` (RD curves), ``beta_surface.png`` (PSNR over (beta2, beta1) and over (R(z2), R(z1|z2)), as the
+  paper's Figure 3, with the beta-VAE diagonal and the hull marked), ``REPORT.md`` with the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from hitcodec import codec, coding
+from hitcodec.api import resolve_model
+from hitcodec.data import list_images
+from hitcodec.image import CodecImage, read_image
+
+CLASSICAL = {
+    "jpeg": ("JPEG", {"optimize": True}, list(range(5, 96, 5))),
+    "webp": ("WEBP", {"method": 6}, list(range(0, 101, 5))),
+    "avif": ("AVIF", {"speed": 4}, list(range(0, 101, 5))),
+    "jpeg2000": ("JPEG2000", {"quality_mode": "rates", "irreversible": True}, [2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192]),
+}
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM (pytorch-msssim, data range 255) of two uint8 RGB arrays; NaN below its minimum size (161 px)."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(a.shape[:2]) <= 160:
+        return float("nan")
+    ta, tb = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].float() for v in (a, b))
+    return float(_ms_ssim(ta, tb, data_range=255))
+
+
+def log_grid(n: int) -> list[float]:
+    return [float(v) for v in np.round(np.logspace(-1, 1, n), 4)]
+
+
+def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tuple[float, float]],
+                  desc: str) -> list[dict]:
+    """Per (beta2, beta1): averages over images of bpp, per-layer bpp, PSNR, MS-SSIM; plus per-image rows."""
+    points = []
+    for beta2, beta1 in tqdm(betas, desc=desc, leave=False):
+        rows = []
+        for name, image in images:
+            coded = codec.encode(loaded, image, beta2, beta1)
+            decoded = codec.decode(loaded, coded.data)
+            pixels = image.rgb.shape[0] * image.rgb.shape[1]
+            rows.append({"image": name, "bpp": coded.bpp,
+                         "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels,
+                         "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
+                         "psnr": codec.psnr(image.rgb, decoded.image.rgb),
+                         "ms_ssim": ms_ssim(image.rgb, decoded.image.rgb)})
+        points.append({"beta2": beta2, "beta1": beta1, **_mean(rows), "images": rows})
+    return points
+
+
+def _mean(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k != "image"]
+    return {k: float(np.nanmean([r[k] for r in rows])) if not all(np.isnan(r[k]) for r in rows) else float("nan")
+            for k in keys}
+
+
+def measure_classical(fmt: str, images: list[tuple[str, CodecImage]]) -> list[dict]:
+    pil_format, options, qualities = CLASSICAL[fmt]
+    points = []
+    for q in tqdm(qualities, desc=fmt, leave=False):
+        rows = []
+        for name, image in images:
+            buf = io.BytesIO()
+            kw = dict(options)
+            if fmt == "jpeg2000":
+                kw["quality_layers"] = [q]
+            else:
+                kw["quality"] = q
+            Image.fromarray(image.rgb).save(buf, format=pil_format, **kw)
+            dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            pixels = image.rgb.shape[0] * image.rgb.shape[1]
+            rows.append({"image": name, "bpp": 8 * buf.tell() / pixels, "psnr": codec.psnr(image.rgb, dec),
+                         "ms_ssim": ms_ssim(image.rgb, dec)})
+        points.append({"quality": q, **_mean(rows)})
+    return sorted(points, key=lambda p: p["bpp"])
+
+
+def upper_hull(points: list[dict]) -> list[dict]:
+    """Upper convex hull of PSNR over bpp (the paper's best model per total rate), sorted by bpp."""
+    pts = sorted(points, key=lambda p: (p["bpp"], -p["psnr"]))
+    hull: list[dict] = []
+    for p in pts:
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = (hull[-2]["bpp"], hull[-2]["psnr"]), (hull[-1]["bpp"], hull[-1]["psnr"])
+            if (x2 - x1) * (p["psnr"] - y1) - (y2 - y1) * (p["bpp"] - x1) >= 0:  # hull[-1] is not above the chord
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    # keep the rising part only: past the best PSNR more rate buys nothing
+    best = max(range(len(hull)), key=lambda i: hull[i]["psnr"])
+    return hull[:best + 1]
+
+
+def bd_rate(anchor: list[dict], test: list[dict]) -> float:
+    """Bjøntegaard delta rate (%) of test against anchor, PCHIP interpolation of log rate over PSNR.
+
+    Negative means test needs fewer bits for the same PSNR. NaN when the PSNR ranges do not overlap.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    def curve(points):
+        pts = sorted((p["psnr"], math.log(p["bpp"])) for p in points if p["bpp"] > 0)
+        xs, ys = [], []
+        for x, y in pts:  # PCHIP needs strictly increasing x
+            if not xs or x > xs[-1] + 1e-9:
+                xs.append(x)
+                ys.append(y)
+        return np.array(xs), np.array(ys)
+
+    xa, ya = curve(anchor)
+    xt, yt = curve(test)
+    if len(xa) < 2 or len(xt) < 2:
+        return float("nan")
+    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    if hi <= lo:
+        return float("nan")
+    grid = np.linspace(lo, hi, 200)
+    diff = np.mean(PchipInterpolator(xt, yt)(grid) - PchipInterpolator(xa, ya)(grid))
+    return float((math.exp(diff) - 1) * 100)
+
+
+def compressai_json(name: str, description: str, points: list[dict]) -> dict:
+    pts = sorted(points, key=lambda p: p["bpp"])
+    return {"name": name, "description": description,
+            "results": {"bpp": [p["bpp"] for p in pts], "psnr-rgb": [p["psnr"] for p in pts],
+                        "ms-ssim-rgb": [p["ms_ssim"] for p in pts]}}
+
+
+def _median_time(fn, repeats: int = 3) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_speed(loaded, image: CodecImage, codecs: list[str]) -> dict:
+    """Encode/decode seconds per megapixel on this CPU (median of 3 after a warm-up), coder throughput, peak RSS."""
+    mp = image.rgb.shape[0] * image.rgb.shape[1] / 1e6
+    data = codec.encode(loaded, image, 1.0, 1.0).data
+    out = {"image_megapixels": mp, "threads": torch.get_num_threads(), "device": "cpu",
+           "hitcodec": {"encode_s_per_mp": _median_time(lambda: codec.encode(loaded, image, 1.0, 1.0)) / mp,
+                        "decode_s_per_mp": _median_time(lambda: codec.decode(loaded, data)) / mp}}
+    for fmt in codecs:
+        pil_format, options, qualities = CLASSICAL[fmt]
+        kw = dict(options)
+        if fmt == "jpeg2000":
+            kw["quality_layers"] = [32]
+        else:
+            kw["quality"] = 75
+        buf = io.BytesIO()
+
+        def enc():
+            buf.seek(0)
+            buf.truncate()
+            Image.fromarray(image.rgb).save(buf, format=pil_format, **kw)
+
+        enc_s = _median_time(enc)
+        blob = buf.getvalue()
+        dec_s = _median_time(lambda: Image.open(io.BytesIO(blob)).load())
+        out[fmt] = {"encode_s_per_mp": enc_s / mp, "decode_s_per_mp": dec_s / mp}
+    out["mbt2018-mean"] = _speed_mbt2018_mean(image, mp)
+    # entropy coding alone, with the symbols and scale indices of a real image
+    n = 200_000
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 20, n).astype(np.int32)
+    sym = coding.clamp_symbols(np.round(rng.normal(0, coding.SCALE_TABLE[idx])))
+    payload = coding.encode_symbols(sym, idx)
+    out["ans_symbols_per_s"] = {"encode": n / _median_time(lambda: coding.encode_symbols(sym, idx)),
+                                "decode": n / _median_time(lambda: coding.decode_symbols(payload, idx))}
+    return out
+
+
+def _speed_mbt2018_mean(image: CodecImage, mp: float) -> dict:
+    """CompressAI's mbt2018-mean at quality 3 (N=128, M=192, as hitcodec's widths), random weights."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from compressai.zoo import mbt2018_mean
+
+        net = mbt2018_mean(quality=3, pretrained=False).eval()
+        net.update(force=True)
+    x = torch.from_numpy(np.array(image.rgb)).permute(2, 0, 1)[None].float() / 255
+    from hitcodec.models.ghvae import pad_to_stride
+
+    x = pad_to_stride(x)
+    with torch.inference_mode():
+        enc = net.compress(x)
+        enc_s = _median_time(lambda: net.compress(x))
+        dec_s = _median_time(lambda: net.decompress(enc["strings"], enc["shape"]))
+    return {"encode_s_per_mp": enc_s / mp, "decode_s_per_mp": dec_s / mp}
+
+
+def peak_rss_mb(image_path: str, model: str | None) -> float:
+    """Peak RSS (MB) of a fresh process that compresses and decompresses one image."""
+    code = ("import resource,sys,hitcodec;"
+            f"d=hitcodec.compress(sys.argv[1], model={model!r});hitcodec.decompress(d, model={model!r});"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, image_path], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def plot(out: Path, grid: list[dict], diagonal: list[dict], hull: list[dict], classical: dict,
+         baseline: list[dict] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter([p["bpp"] for p in grid], [p["psnr"] for p in grid], s=8, c="0.7", label="GHVAE grid")
+    ax.plot([p["bpp"] for p in hull], [p["psnr"] for p in hull], "-o", c="C3", ms=4, label="GHVAE hull (best split)")
+    ax.plot([p["bpp"] for p in diagonal], [p["psnr"] for p in diagonal], "--s", c="C0", ms=4,
+            label="β-VAE diagonal (β2 = β1)")
+    if baseline:
+        ax.plot([p["bpp"] for p in baseline], [p["psnr"] for p in baseline], ":^", c="C4", ms=4,
+                label="β-VAE model (equal budget)")
+    for i, (fmt, pts) in enumerate(classical.items()):
+        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "-", c=f"C{i + 5}", lw=1, label=fmt)
+    top = max(p["bpp"] for p in grid) * 1.3
+    ax.set(xlabel="bits per pixel", ylabel="PSNR (dB)", xlim=(0, top), title="Rate/distortion")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "rd.png", dpi=120)
+    plt.close(fig)
+
+    n = int(round(math.sqrt(len(grid))))
+    b2s = sorted({p["beta2"] for p in grid})
+    b1s = sorted({p["beta1"] for p in grid})
+    psnr = np.full((len(b2s), len(b1s)), np.nan)
+    for p in grid:
+        psnr[b2s.index(p["beta2"]), b1s.index(p["beta1"])] = p["psnr"]
+    hull_keys = {(p["beta2"], p["beta1"]) for p in hull}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    half = 1 / (n - 1)  # grid values sit at cell centres
+    im = a1.imshow(psnr, origin="lower", cmap="viridis", extent=(-1 - half, 1 + half, -1 - half, 1 + half),
+                   aspect="auto")
+    a1.plot([-1, 1], [-1, 1], "w--", lw=1, label="β-VAE diagonal")
+    hx = [math.log10(b1) for b2, b1 in hull_keys]
+    hy = [math.log10(b2) for b2, b1 in hull_keys]
+    a1.scatter(hx, hy, marker="*", c="r", s=60, label="hull")
+    a1.set(xlabel="log10 β1", ylabel="log10 β2", title=f"PSNR (dB) over (β2, β1), {n}×{n} grid")
+    fig.colorbar(im, ax=a1)
+    a1.legend(fontsize=8, loc="lower right")
+    sc = a2.scatter([p["bpp_z2"] for p in grid], [p["bpp_z1"] for p in grid], c=[p["psnr"] for p in grid],
+                    cmap="viridis", s=40)
+    a2.plot([p["bpp_z2"] for p in diagonal], [p["bpp_z1"] for p in diagonal], "k--", lw=1, label="β-VAE diagonal")
+    a2.scatter([p["bpp_z2"] for p in hull], [p["bpp_z1"] for p in hull], marker="*", c="r", s=60, label="hull")
+    a2.set(xlabel="R(z2) (bpp)", ylabel="R(z1|z2) (bpp)", title="PSNR over the two layers' rates")
+    fig.colorbar(sc, ax=a2)
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "beta_surface.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="hitcodec rate/distortion benchmark")
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--grid", type=int, default=7, help="N for the N×N log grid of (beta2, beta1) in [0.1, 10]²")
+    parser.add_argument("--codecs", default="jpeg,webp,avif,jpeg2000")
+    parser.add_argument("--model", default=None, help="model file; default: the shipped model")
+    parser.add_argument("--baseline-model", default=None, help="equal-budget beta-VAE model (diagonal-trained)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    args = parser.parse_args(argv)
+    codecs = [c for c in args.codecs.split(",") if c]
+    unknown = set(codecs) - set(CLASSICAL)
+    if unknown or args.grid < 2:
+        parser.error(f"unknown codecs {sorted(unknown)}" if unknown else "--grid must be at least 2")
+    paths = list_images(Path(args.images))
+    if not paths:
+        parser.error(f"no images in {args.images}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = resolve_model(args.model)
+    images = [(p.name, read_image(p)) for p in paths]
+
+    betas = log_grid(args.grid)
+    grid = measure_ghvae(loaded, images, [(b2, b1) for b2 in betas for b1 in betas], "GHVAE grid")
+    diagonal = sorted([p for p in grid if p["beta2"] == p["beta1"]], key=lambda p: p["bpp"])
+    hull = upper_hull(grid)
+    baseline = None
+    if args.baseline_model:
+        baseline = measure_ghvae(resolve_model(args.baseline_model), images, [(b, b) for b in betas], "baseline")
+    classical = {fmt: measure_classical(fmt, images) for fmt in tqdm(codecs, desc="classical", leave=False)}
+
+    curves = {"hitcodec-hull": (hull, "GHVAE, best (beta2, beta1) per total rate (upper convex hull)"),
+              "hitcodec-diagonal": (diagonal, "GHVAE on the beta-VAE diagonal beta2 = beta1")}
+    if baseline:
+        curves["beta-vae-model"] = (baseline, "same architecture trained on the diagonal only")
+    curves.update({fmt: (pts, f"Pillow {CLASSICAL[fmt][0]} {CLASSICAL[fmt][1]}") for fmt, pts in classical.items()})
+    for name, (pts, desc) in curves.items():
+        (out / f"{name}.json").write_text(json.dumps(compressai_json(name, desc, pts), indent=2))
+    speed = None if args.no_speed else measure_speed(loaded, max((im for _, im in images),
+                                                                 key=lambda im: im.rgb.size), codecs)
+    if speed is not None:
+        speed["peak_rss_mb_compress_decompress"] = peak_rss_mb(str(max(paths, key=lambda p: p.stat().st_size)),
+                                                               args.model)
+    anchors = [a for a in ("jpeg", "webp") if a in classical]
+    bd = {name: {a: bd_rate(classical[a], pts) for a in anchors} for name, (pts, _) in curves.items()}
+    (out / "grid.json").write_text(json.dumps({"model_id": loaded.model_id_hex, "images": [n for n, _ in images],
+                                               "grid": grid, "hull": [(p["beta2"], p["beta1"]) for p in hull],
+                                               "bd_rate_percent": bd, "speed": speed}, indent=2))
+    plot(out, grid, diagonal, hull, classical, baseline)
+    report = write_report(out, loaded, images, grid, diagonal, hull, curves, bd, speed)
+    print(report)
+
+
+def write_report(out: Path, loaded, images, grid, diagonal, hull, curves, bd, speed) -> str:
+    lines = [f"# hitcodec rate/distortion report", "",
+             f"Model `{loaded.model_id_hex}` ({loaded.path}); {len(images)} images from the --images folder; "
+             f"{len(grid)} grid points. Generated by `python -m benchmarks.rd`; numbers are means over images of "
+             "real file sizes and uint8 PSNR.", "",
+             "![RD curves](rd.png)", "", "![beta surface](beta_surface.png)", "",
+             "## BD-rate (%) against JPEG and WebP (negative = fewer bits for the same PSNR)", ""]
+    anchors = list(next(iter(bd.values())).keys())
+    lines += ["| curve | " + " | ".join(f"vs {a}" for a in anchors) + " |", "|---" * (len(anchors) + 1) + "|"]
+    for name, row in bd.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[a]:+.1f}" for a in anchors) + " |")
+    lines += ["", "## GHVAE hull (best split per total rate) and diagonal", "",
+              "| curve | beta2 | beta1 | bpp | z2 bpp | z1 bpp | PSNR dB | MS-SSIM |", "|---|---|---|---|---|---|---|---|"]
+    for name, pts in (("hull", hull), ("diagonal", diagonal)):
+        for p in pts:
+            lines.append(f"| {name} | {p['beta2']:g} | {p['beta1']:g} | {p['bpp']:.4f} | {p['bpp_z2']:.4f} | "
+                         f"{p['bpp_z1']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} |")
+    if speed:
+        lines += ["", f"## Speed (CPU, {speed['threads']} threads, {speed['image_megapixels']:.2f} MP image, "
+                      "median of 3 after warm-up)", "", "| codec | encode s/MP | decode s/MP |", "|---|---|---|"]
+        for name, v in speed.items():
+            if isinstance(v, dict) and "encode_s_per_mp" in v:
+                lines.append(f"| {name} | {v['encode_s_per_mp']:.3f} | {v['decode_s_per_mp']:.3f} |")
+        ans = speed["ans_symbols_per_s"]
+        lines += ["", f"ANS coder alone: {ans['encode'] / 1e6:.1f} M symbols/s encode, "
+                      f"{ans['decode'] / 1e6:.1f} M symbols/s decode. Peak RSS of a process compressing and "
+                      f"decompressing the largest image: {speed['peak_rss_mb_compress_decompress']:.0f} MB."]
+    text = "\n".join(lines) + "\n"
+    (out / "REPORT.md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import rd
+
+
+def test_upper_hull_keeps_the_rising_concave_frontier():
+    pts = [{"bpp": b, "psnr": p} for b, p in [(0.1, 20), (0.2, 24), (0.25, 22), (0.4, 27), (0.5, 26), (0.8, 29)]]
+    assert [(p["bpp"], p["psnr"]) for p in rd.upper_hull(pts)] == [(0.1, 20), (0.2, 24), (0.4, 27), (0.8, 29)]
+
+
+def test_bd_rate_of_a_curve_at_half_the_rate_is_minus_50_percent():
+    anchor = [{"bpp": b, "psnr": 20 + 10 * np.log10(b * 10)} for b in (0.1, 0.2, 0.4, 0.8, 1.6)]
+    test = [{"bpp": p["bpp"] / 2, "psnr": p["psnr"]} for p in anchor]
+    assert abs(rd.bd_rate(anchor, test) + 50) < 0.5
+    assert abs(rd.bd_rate(anchor, anchor)) < 1e-9
+
+
+def test_grid_run_writes_results(tmp_path, tiny_path, photo):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(photo[:64, :64]).save(images / "a.png")
+    Image.fromarray(photo[32:96, 64:128]).save(images / "b.png")
+    out = tmp_path / "out"
+    rd.main(["--images", str(images), "--out", str(out), "--grid", "3", "--codecs", "jpeg,webp",
+             "--model", str(tiny_path), "--no-speed"])
+    grid = json.loads((out / "grid.json").read_text())
+    assert len(grid["grid"]) == 9 and all("bpp_z2" in p for p in grid["grid"])
+    hull = json.loads((out / "hitcodec-hull.json").read_text())
+    assert set(hull["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb"}
+    for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json"):
+        assert (out / name).exists(), name
