@@ -45,11 +45,17 @@ def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, m
     loaded = resolve_model(model)
     coded = codec.encode(loaded, to_codec_image(image), beta2, beta1)
     if verify:
-        decoded = codec.decode(loaded, coded.data)
-        for name in codec.LAYERS:
-            if not np.array_equal(decoded.symbols[name], coded.symbols[name]):
-                raise VerificationError(f"verification failed: latents of {name} do not round-trip")
+        verify_coded(loaded, coded)
     return coded
+
+
+def verify_coded(loaded: LoadedModel, coded: codec.Coded) -> codec.Decoded:
+    """Decode freshly coded bytes and check that every layer's latents come back; returns the decoded image."""
+    decoded = codec.decode(loaded, coded.data)
+    for name in codec.LAYERS:
+        if not np.array_equal(decoded.symbols[name], coded.symbols[name]):
+            raise VerificationError(f"verification failed: latents of {name} do not round-trip")
+    return decoded
 
 
 def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,

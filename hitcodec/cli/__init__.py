@@ -149,7 +149,7 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
 def compress(inputs, output, beta2, beta1, verify, force, model_path):
     """Compress images (anything Pillow reads; '-' for stdin) to .hit files."""
     from hitcodec import codec
-    from hitcodec.api import compress_image, resolve_model
+    from hitcodec.api import compress_image, resolve_model, verify_coded
     from hitcodec.image import read_image
 
     loaded = resolve_model(model_path)
@@ -163,10 +163,7 @@ def compress(inputs, output, beta2, beta1, verify, force, model_path):
         split = ", ".join(f"{s.name} {8 * s.payload_bytes / pixels:.4f}" for s in coded.layers)
         line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}), {seconds:.2f} s"
         if verify:
-            decoded = codec.decode(loaded, coded.data)
-            for name in codec.LAYERS:
-                if (decoded.symbols[name] != coded.symbols[name]).any():
-                    raise CLIError(f"{src}: verification failed, latents of {name} do not round-trip")
+            decoded = verify_coded(loaded, coded)
             line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
         write_atomic(dst, coded.data, force)
         return line
