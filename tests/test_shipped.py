@@ -53,3 +53,28 @@ def test_lower_beta2_moves_bits_into_z2(shipped, sample):
 def test_rate_falls_as_beta_grows(shipped, sample):
     sizes = [len(codec.encode(shipped, sample, b, b).data) for b in (0.2, 1.0, 5.0)]
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_target_size_within_two_percent(shipped, sample):
+    from hitcodec.targets import compress_to_size
+
+    target = int(len(codec.encode(shipped, sample, 2.4, 0.6).data) * 1.05)  # reachable at ratio 4 by construction
+    result = compress_to_size(shipped, sample, target, ratio=4.0)
+    assert result.reached, result.message
+    assert abs(len(result.coded.data) / target - 1) <= 0.02 and result.encodes <= 8
+    assert abs(result.coded.header.beta2 / result.coded.header.beta1 - 4.0) < 1e-3
+
+
+def test_cli_target_bpp(tmp_path):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    out = tmp_path / "t.hit"
+    bpp = 8 * len(compress(SAMPLE_PHOTO, beta2=3.0, beta1=3.0)) / (512 * 512)  # reachable by construction
+    r = CliRunner().invoke(main, ["compress", str(SAMPLE_PHOTO), "-o", str(out), "--target-bpp", f"{bpp:.4f}"])
+    assert r.exit_code == 0, r.output
+    assert abs(8 * out.stat().st_size / (512 * 512) / bpp - 1) <= 0.02
+    r = CliRunner().invoke(main, ["compress", str(SAMPLE_PHOTO), "-o", str(out), "--target-bpp", "0.3",
+                                  "--target-size", "100"])
+    assert r.exit_code == 2

@@ -63,6 +63,16 @@ def _beta(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
     return value
 
 
+def _parse_rates(text: str) -> tuple[float, float]:
+    try:
+        r2, r1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter("expected two numbers R2,R1 (bits per pixel of z2 and of z1)", param_hint="--target-rates")
+    if not (math.isfinite(r2) and math.isfinite(r1) and r2 > 0 and r1 > 0):
+        raise click.BadParameter("both rates must be positive", param_hint="--target-rates")
+    return r2, r1
+
+
 def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     """Write via a temporary file in the same folder and a rename; '-' writes to stdout."""
     if str(path) == "-":
@@ -143,25 +153,48 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
               help="Rate multiplier of the coarse layer z2, in [0.1, 10]; larger means fewer bits in z2.")
 @click.option("--beta1", type=float, default=1.0, show_default=True, callback=_beta,
               help="Rate multiplier of the refinement layer z1 given z2, in [0.1, 10].")
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
+              help="Search the rate (keeping beta2/beta1) until the file is within 2 % of this many bits per pixel.")
+@click.option("--target-size", type=click.IntRange(min=1),
+              help="Like --target-bpp, for a file size in bytes.")
+@click.option("--target-rates", metavar="R2,R1",
+              help="Search (beta2, beta1) until z2 and z1 each take this many bits per pixel (within 5 %).")
 @click.option("--verify", is_flag=True, help="Decode the result, check its latents and report PSNR before writing.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @model_option
-def compress(inputs, output, beta2, beta1, verify, force, model_path):
+def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, model_path):
     """Compress images (anything Pillow reads; '-' for stdin) to .hit files."""
-    from hitcodec import codec
+    from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, verify_coded
     from hitcodec.image import read_image
 
+    if sum(v is not None for v in (target_bpp, target_size, target_rates)) > 1:
+        raise click.UsageError("give at most one of --target-bpp, --target-size and --target-rates")
+    layer_targets = _parse_rates(target_rates) if target_rates is not None else None
     loaded = resolve_model(model_path)
 
     def job(src: str, dst: str) -> str:
         image = read_image(_read_input(src))
+        pixels = image.rgb.shape[0] * image.rgb.shape[1]
         start = time.perf_counter()
-        coded = compress_image(image, beta2, beta1, model=loaded)
+        note = ""
+        if target_bpp is not None or target_size is not None:
+            size = target_size if target_size is not None else max(1, round(target_bpp * pixels / 8))
+            result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1)
+        elif layer_targets is not None:
+            result = targets.compress_to_layer_rates(loaded, image, *layer_targets)
+        else:
+            result = None
+        if result is not None:
+            coded = result.coded
+            note = f", beta2 {coded.header.beta2:.4g}, beta1 {coded.header.beta1:.4g}, {result.encodes} encodes"
+            if not result.reached:
+                click.echo(f"hitcodec: warning: {src}: {result.message}", err=True)
+        else:
+            coded = compress_image(image, beta2, beta1, model=loaded)
         seconds = time.perf_counter() - start
-        pixels = coded.header.width * coded.header.height
         split = ", ".join(f"{s.name} {8 * s.payload_bytes / pixels:.4f}" for s in coded.layers)
-        line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}), {seconds:.2f} s"
+        line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}){note}, {seconds:.2f} s"
         if verify:
             decoded = verify_coded(loaded, coded)
             line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
