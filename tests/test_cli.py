@@ -111,3 +111,11 @@ def test_wrong_model_is_reported(png, tiny_path, tmp_path):
 def test_no_leftover_temp_files(png, tiny_path, tmp_path):
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]
+
+
+def test_compare_writes_a_figure(png, tiny_path, tmp_path):
+    out = tmp_path / "cmp.png"
+    r = run("compare", png, "--bpp", 1.0, "-o", out, "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert out.exists() and "JPEG" in r.output and "WebP" in r.output
+    assert run("compare", png, "-o", out, "--model", tiny_path).exit_code == 1  # exists, no --force

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN
 
@@ -246,6 +247,37 @@ def _image_format(path: str) -> str:
     if ext not in Image.EXTENSION:
         raise CLIError(f"unknown image format for output {path} (use .png)")
     return Image.EXTENSION[ext]
+
+
+@main.command()
+@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, exists=True))
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.3, show_default=True,
+              help="Bits per pixel at which all codecs are compared (matched file size).")
+@click.option("-o", "--output", default="compare.png", show_default=True, help="Figure to write (PNG).")
+@click.option("--crop", type=int, default=512, show_default=True, help="Compare a centre crop of at most this side.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing figure.")
+@model_option
+def compare(image_path, bpp, output, crop, force, model_path):
+    """Picture of hitcodec (best split and beta2 = beta1) next to JPEG, WebP and AVIF at the same file size."""
+    from hitcodec.api import resolve_model
+    from hitcodec.compare import panels_at, render
+    from hitcodec.image import CodecImage, read_image
+
+    if Path(output).exists() and not force:
+        raise CLIError(f"{output} exists (use --force to overwrite)")
+    image = read_image(image_path)
+    h, w = image.rgb.shape[:2]
+    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+    rgb = np.ascontiguousarray(image.rgb[top:top + crop, left:left + crop])
+    panels = panels_at(resolve_model(model_path), CodecImage(rgb, None, "RGB"), bpp)
+    tmp = Path(output).with_name(f".{Path(output).name}.tmp.png")
+    try:
+        render(panels, tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"wrote {output}: " + ", ".join(f"{p.label.split(' (')[0]} {p.bpp:.3f} bpp {p.psnr:.2f} dB"
+                                                 for p in panels[1:]))
 
 
 @main.command()
