@@ -91,6 +91,7 @@ def test_several_inputs_continue_after_a_failure(tmp_path, tiny_path, photo):
     paths[1].write_bytes(b"broken")
     r = run("compress", *paths, "--model", tiny_path)
     assert r.exit_code == 1 and "im1.png" in r.stderr and "1 of 3 files failed" in r.stderr
+    assert "2 files," in r.stderr and "mean" in r.stderr
     assert (tmp_path / "im0.hit").exists() and (tmp_path / "im2.hit").exists()
     assert not (tmp_path / "im1.hit").exists()
     assert run("compress", *paths, "-o", tmp_path / "x.hit", "--model", tiny_path).exit_code == 2

@@ -109,12 +109,15 @@ def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[s
     return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
 
 
-def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job) -> None:
-    """Run job(input, output) -> summary line for each input; a failure is reported and the rest continue."""
+def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit_is_output: bool) -> None:
+    """Run job(input, output) -> (summary line, bytes in, bytes out, pixels) for each input; a failure is
+    reported and the rest continue. Several inputs end with a summary line."""
     from tqdm import tqdm
 
     failed = 0
     many = len(inputs) > 1
+    start = time.perf_counter()
+    totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     for src, dst in tqdm(list(zip(inputs, outputs)), disable=not many, unit="file", file=sys.stderr, leave=False):
         if dst != "-" and Path(dst).exists() and not force:
             if not many:
@@ -123,7 +126,8 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job) -> 
             failed += 1
             continue
         try:
-            line = job(src, dst)
+            line, bytes_in, bytes_out, pixels = job(src, dst)
+            totals = [totals[0] + 1, totals[1] + bytes_in, totals[2] + bytes_out, totals[3] + pixels]
         except (CLIError, ValueError, OSError, RuntimeError) as exc:
             if not many:
                 raise
@@ -131,6 +135,11 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job) -> 
             failed += 1
             continue
         click.echo(line, err=dst == "-")
+    if many:
+        files, bytes_in, bytes_out, pixels = totals
+        bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
+        click.echo(f"{files} files, {bytes_in} bytes in, {bytes_out} bytes out, mean {bpp:.4f} bpp, "
+                   f"{time.perf_counter() - start:.1f} s", err=True)
     if failed:
         raise CLIError(f"{failed} of {len(inputs)} files failed")
 
@@ -174,8 +183,9 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
     layer_targets = _parse_rates(target_rates) if target_rates is not None else None
     loaded = resolve_model(model_path)
 
-    def job(src: str, dst: str) -> str:
-        image = read_image(_read_input(src))
+    def job(src: str, dst: str) -> tuple[str, int, int, int]:
+        raw = _read_input(src)
+        image = read_image(raw)
         pixels = image.rgb.shape[0] * image.rgb.shape[1]
         start = time.perf_counter()
         note = ""
@@ -200,9 +210,9 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
             decoded = verify_coded(loaded, coded)
             line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
         write_atomic(dst, coded.data, force)
-        return line
+        return line, len(raw), len(coded.data), pixels
 
-    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job)
+    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True)
 
 
 @main.command()
@@ -220,7 +230,7 @@ def decompress(inputs, output, force, model_path):
 
     loaded = resolve_model(model_path)
 
-    def job(src: str, dst: str) -> str:
+    def job(src: str, dst: str) -> tuple[str, int, int, int]:
         data = _read_input(src)
         start = time.perf_counter()
         decoded = codec.decode(loaded, data)
@@ -234,9 +244,11 @@ def decompress(inputs, output, force, model_path):
             raise CLIError(f"cannot write {dst}: {exc}") from exc
         write_atomic(dst, buf.getvalue(), force)
         h = decoded.header
-        return f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, {seconds:.2f} s"
+        line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
+                f"{seconds:.2f} s")
+        return line, len(data), buf.tell(), h.width * h.height
 
-    _run_many(inputs, _outputs(inputs, output, ".png"), force, job)
+    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False)
 
 
 def _image_format(path: str) -> str:
