@@ -12,13 +12,17 @@ Rules (also in README):
 from __future__ import annotations
 
 import io
-import warnings
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit (about 89 megapixels)
+_PILLOW_LIMIT = threading.Lock()  # Pillow's limit is a global; we swap it for our own check
 
 
 class ImageError(ValueError):
@@ -61,19 +65,29 @@ def from_pil(im: Image.Image) -> CodecImage:
     return CodecImage(np.ascontiguousarray(rgb), alpha, mode)
 
 
-def read_image(source: str | Path | BinaryIO | bytes) -> CodecImage:
-    """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input."""
+def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> CodecImage:
+    """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input.
+
+    Images of more than ``max_pixels`` pixels are refused before their pixels are decoded (decompression bombs).
+    """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                im.load()
-                return from_pil(im)
-    except FileNotFoundError:
+        with _PILLOW_LIMIT:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(source)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
+                                 "(a decompression bomb?); raise the limit with --max-pixels")
+            im.load()
+            return from_pil(im)
+    except (FileNotFoundError, ImageError):
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError as exc:
         raise ImageError(f"cannot read image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image (truncated or corrupt?): {exc}") from exc

@@ -120,3 +120,11 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     assert r.exit_code == 0, r.output
     assert out.exists() and "JPEG" in r.output and "WebP" in r.output
     assert run("compare", png, "-o", out, "--model", tiny_path).exit_code == 1  # exists, no --force
+
+
+def test_pixel_limits(png, tiny_path, tmp_path):
+    r = run("compress", png, "--max-pixels", 100, "--model", tiny_path)
+    assert r.exit_code == 1 and "--max-pixels" in r.stderr
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    r = run("decompress", tmp_path / "photo.hit", "-o", tmp_path / "d.png", "--max-pixels", 100, "--model", tiny_path)
+    assert r.exit_code == 1 and "outside the allowed range" in r.stderr

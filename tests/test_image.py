@@ -55,3 +55,10 @@ def test_bad_data_raises_image_error(data):
 def test_float_images_are_refused():
     with pytest.raises(ImageError, match="floating-point"):
         from_pil(Image.new("F", (2, 2)))
+
+
+def test_pixel_limit_refuses_before_decoding_and_can_be_raised():
+    data = _png(Image.new("RGB", (300, 200)))
+    with pytest.raises(ImageError, match="--max-pixels"):
+        read_image(data, max_pixels=50_000)
+    assert read_image(data, max_pixels=60_000).rgb.shape == (200, 300, 3)

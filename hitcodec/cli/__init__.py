@@ -171,8 +171,11 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
               help="Search (beta2, beta1) until z2 and z1 each take this many bits per pixel (within 5 %).")
 @click.option("--verify", is_flag=True, help="Decode the result, check its latents and report PSNR before writing.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
+              help="Refuse larger input images (decompression-bomb guard).")
 @model_option
-def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, model_path):
+def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, max_pixels,
+             model_path):
     """Compress images (anything Pillow reads; '-' for stdin) to .hit files."""
     from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, verify_coded
@@ -185,7 +188,7 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
 
     def job(src: str, dst: str) -> tuple[str, int, int, int]:
         raw = _read_input(src)
-        image = read_image(raw)
+        image = read_image(raw, max_pixels=max_pixels)
         pixels = image.rgb.shape[0] * image.rgb.shape[1]
         start = time.perf_counter()
         note = ""
@@ -219,8 +222,10 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image ('-' for stdout, PNG); default: the input with suffix .png.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
+              help="Refuse files that declare a larger image.")
 @model_option
-def decompress(inputs, output, force, model_path):
+def decompress(inputs, output, force, max_pixels, model_path):
     """Decompress .hit files to PNG (or any format Pillow writes, by the output's suffix)."""
     import io
 
@@ -233,7 +238,7 @@ def decompress(inputs, output, force, model_path):
     def job(src: str, dst: str) -> tuple[str, int, int, int]:
         data = _read_input(src)
         start = time.perf_counter()
-        decoded = codec.decode(loaded, data)
+        decoded = codec.decode(loaded, data, max_pixels=max_pixels)
         seconds = time.perf_counter() - start
         im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
         buf = io.BytesIO()
