@@ -44,7 +44,8 @@ class TrainConfig:
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
     dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
     min_scale: float = 0.5  # random rescaling of crops by a factor in [min_scale, 1]
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu" or "cuda"; under torchrun each process takes cuda:LOCAL_RANK
+    amp: bool = False  # bf16 autocast of the transforms (the rates stay in fp32)
     seed: int = 0
 
 
@@ -153,12 +154,31 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:
+    """(rank, world size, device); starts the process group when launched by torchrun with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, cfg.device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = f"cuda:{local_rank}" if cfg.device.startswith("cuda") else cfg.device
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world, device
+
+
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
           model_config: GHVAEConfig | None = None) -> dict:
     """Train (or continue training) and return the last dev-eval result.
 
     A new run uses ``model_config`` (default: GHVAEConfig()); a resumed one the config stored in its checkpoint.
+    Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel: each process draws its own
+    crops (``batch`` per process), and process 0 alone evaluates and writes checkpoints.
     """
+    rank, world, device = _distributed(cfg)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -168,7 +188,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if resume:
         state = load_checkpoint(resume)
         model_cfg = GHVAEConfig(**state["model_config"])
-    model = GHVAE(model_cfg).to(cfg.device)
+    model = GHVAE(model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:
@@ -177,9 +197,14 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         for group in opt.param_groups:
             group["lr"] = cfg.lr
         step, best, history = state["step"], state["best_score"], state["history"]
-    sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step)
-    dev_images = load_dev_images(cfg)
-    gen = torch.Generator().manual_seed(cfg.seed + step)
+    sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank)
+    dev_images = load_dev_images(cfg) if rank == 0 else []
+    gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:
@@ -200,12 +225,14 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
 
     start = time.time()
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     result: dict = {}
+    device_type = torch.device(device).type
     while step < cfg.steps:
-        x = sampler.sample(cfg.batch).to(cfg.device)
-        beta2, beta1 = (b.to(cfg.device) for b in sample_betas(cfg.batch, cfg.betas, gen))
-        out = model(x, beta2, beta1)
+        x = sampler.sample(cfg.batch).to(device)
+        beta2, beta1 = (b.to(device) for b in sample_betas(cfg.batch, cfg.betas, gen))
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp):
+            out = net(x, beta2, beta1)
         losses = ghvae_loss(out, x, beta2, beta1, model_cfg.sigma_x)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -221,8 +248,14 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{bpp:.3f}",
                             psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}")
         out_of_time = cfg.minutes > 0 and time.time() - start > cfg.minutes * 60
-        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
-            result = dev_eval(model, dev_images, cfg.device)
+        if world > 1:  # every process stops at the same step: process 0's clock decides
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.broadcast(flag, 0)
+            out_of_time = bool(flag.item())
+        if (step % cfg.eval_every == 0 or step == cfg.steps or out_of_time) and rank == 0:
+            result = dev_eval(model, dev_images, device)
             checkpoint(result)
             summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
                                for p in result["points"])
@@ -230,6 +263,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         if out_of_time:
             break
     bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return result
 
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -42,3 +43,40 @@ def test_train_resume_and_export(tmp_path, photo):
     export_weights(tmp_path / "run" / "last.pt", tmp_path / "model.pt")
     loaded = load_model(str(tmp_path / "model.pt"))
     assert loaded.model.config == TINY
+
+
+def _folder(tmp_path, photo):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(data / f"{i}.png")
+    return data
+
+
+def test_bf16_autocast_trains(tmp_path, photo):
+    data = _folder(tmp_path, photo)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), patch=64, batch=2, steps=2, eval_every=2,
+                      dev=str(data), dev_max_side=64, amp=True)
+    result = train(cfg, progress=False, model_config=TINY)
+    assert np.isfinite(result["score"])
+
+
+def test_torchrun_two_processes(tmp_path, photo):
+    """DistributedDataParallel on CPU (gloo), as a user would launch it with torchrun."""
+    import subprocess
+    import sys
+
+    data = _folder(tmp_path, photo)
+    script = tmp_path / "run_ddp.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from conftest import TINY\n"
+        "from hitcodec.train import TrainConfig, train\n"
+        "train(TrainConfig(data=%r, out=%r, patch=64, batch=2, steps=3, eval_every=3, dev=%r, dev_max_side=64),"
+        " progress=False, model_config=TINY)\n" % (str(Path(__file__).parent), str(data), str(tmp_path / "ddp"),
+                                                    str(data)))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    str(script)], check=True, capture_output=True, timeout=300)
+    state = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])

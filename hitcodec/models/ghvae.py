@@ -86,7 +86,7 @@ def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose
 
 def gaussian_rate(y: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """-ln P(y) in nats, element-wise, for a Gaussian convolved with a unit-width box (quantization bin)."""
-    v = (y - mean).abs().float()
+    v = (y.float() - mean.float()).abs()
     scale = scale.float()
     const = 1 / math.sqrt(2)
     upper = 0.5 * torch.erfc(-(0.5 - v) / scale * const)
@@ -191,14 +191,15 @@ class GHVAE(nn.Module):
         h, y2 = self.bottom_up(x, e)
         mean2, scale2 = self.prior_z2(e, y2.shape[2], y2.shape[3])
         z2_hat = quantize_ste(y2, mean2)
-        z2_rate_input = y2 + torch.empty_like(y2).uniform_(-0.5, 0.5) if self.training else z2_hat
+        # rates in fp32 whatever the autocast of the transforms
+        z2_rate_input = y2.float() + torch.rand_like(y2, dtype=torch.float32) - 0.5 if self.training else z2_hat
         rate_z2 = gaussian_rate(z2_rate_input, mean2, scale2).sum(dim=(1, 2, 3))
 
         ctx = self.top_down(z2_hat, e)
         mean1, scale1 = self.prior_z1(ctx, e)
         y1 = self.posterior_z1(h, ctx, mean1, e)
         z1_hat = quantize_ste(y1, mean1)
-        z1_rate_input = y1 + torch.empty_like(y1).uniform_(-0.5, 0.5) if self.training else z1_hat
+        z1_rate_input = y1.float() + torch.rand_like(y1, dtype=torch.float32) - 0.5 if self.training else z1_hat
         rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
         return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
 
