@@ -1,0 +1,3 @@
+from hitcodec.cli import main
+
+main()
