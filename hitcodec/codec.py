@@ -33,10 +33,16 @@ class ModelMismatchError(ValueError):
 
 def check_betas(beta2: float, beta1: float) -> tuple[float, float]:
     """Validate the multipliers and round them to float32, the precision stored in the bitstream."""
+    checked = []
     for name, beta in (("beta2", beta2), ("beta1", beta1)):
-        if not isinstance(beta, (int, float)) or not math.isfinite(beta) or not BETA_MIN <= beta <= BETA_MAX:
+        try:
+            value = float(beta)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(beta, bool) or not math.isfinite(value) or not BETA_MIN <= value <= BETA_MAX:
             raise ValueError(f"{name} must be a finite number in [{BETA_MIN:g}, {BETA_MAX:g}], got {beta!r}")
-    return float(np.float32(beta2)), float(np.float32(beta1))
+        checked.append(float(np.float32(value)))
+    return checked[0], checked[1]
 
 
 @dataclass(frozen=True)
