@@ -37,6 +37,7 @@ class TrainConfig:
     patch: int = 192  # side of the square training crops (a multiple of 64)
     batch: int = 8  # crops per step
     lr: float = 2e-4  # Adam learning rate
+    lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of the steps) the lr is divided by 3
     steps: int = 100_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE)
@@ -228,7 +229,12 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     result: dict = {}
     device_type = torch.device(device).type
+    first_step = step
     while step < cfg.steps:
+        done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
+                else (step - first_step) / max(cfg.steps - first_step, 1))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr / 3 if done >= cfg.lr_drop else cfg.lr
         x = sampler.sample(cfg.batch).to(device)
         beta2, beta1 = (b.to(device) for b in sample_betas(cfg.batch, cfg.betas, gen))
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp):

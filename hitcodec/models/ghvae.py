@@ -10,8 +10,8 @@ Generative model  p(z2) p(z1|z2) p(x|z1);  inference (same order)  q(z2|x) q(z1|
 
 All sub-networks get e = embed(log beta2, log beta1) through FiLM layers, so one network serves every
 (beta2, beta1) in [0.1, 10]^2. Latents are quantized around their prior mean: z_sym = round(y - mean),
-ẑ = mean + z_sym; training uses additive uniform noise for the rates and straight-through rounding for
-the decoder path. Rates are in nats.
+ẑ = mean + z_sym. In training, z2 gets additive uniform noise (rate and top-down path); z1 gets noise for its
+rate and straight-through rounding for the synthesis path. Rates are in nats.
 """
 
 from __future__ import annotations
@@ -190,10 +190,13 @@ class GHVAE(nn.Module):
         e = self.embed(log_beta_input(beta2, beta1))
         h, y2 = self.bottom_up(x, e)
         mean2, scale2 = self.prior_z2(e, y2.shape[2], y2.shape[3])
-        z2_hat = quantize_ste(y2, mean2)
-        # rates in fp32 whatever the autocast of the transforms
-        z2_rate_input = y2.float() + torch.rand_like(y2, dtype=torch.float32) - 0.5 if self.training else z2_hat
-        rate_z2 = gaussian_rate(z2_rate_input, mean2, scale2).sum(dim=(1, 2, 3))
+        # z2 trains with additive uniform noise on both paths, as hyperlatents do: with straight-through rounding
+        # small posterior offsets round away, no information reaches the top-down path, and z2 collapses.
+        if self.training:
+            z2_hat = y2 + torch.rand_like(y2) - 0.5
+        else:
+            z2_hat = mean2 + torch.round(y2 - mean2)
+        rate_z2 = gaussian_rate(z2_hat, mean2, scale2).sum(dim=(1, 2, 3))  # fp32 whatever the autocast
 
         ctx = self.top_down(z2_hat, e)
         mean1, scale1 = self.prior_z1(ctx, e)
