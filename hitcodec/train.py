@@ -40,6 +40,7 @@ class TrainConfig:
     lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of the steps) the lr is divided by 3
     steps: int = 100_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
+    z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
     betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE)
     eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
@@ -239,7 +240,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         beta2, beta1 = (b.to(device) for b in sample_betas(cfg.batch, cfg.betas, gen))
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp):
             out = net(x, beta2, beta1)
-        losses = ghvae_loss(out, x, beta2, beta1, model_cfg.sigma_x)
+        z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
+        losses = ghvae_loss(out, x, beta2, beta1, model_cfg.sigma_x, z2_weight)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -352,11 +352,13 @@ def info(input, as_json, model_path):
 @click.option("--patch", type=int)
 @click.option("--lr", type=float)
 @click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never).")
+@click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
 @click.option("--betas", type=click.Choice(["square", "diagonal"]), help="square: GHVAE; diagonal: beta-VAE baseline.")
 @click.option("--eval-every", type=int)
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
-def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, betas, eval_every, device, amp):
+def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
+          amp):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
 
@@ -367,7 +369,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     else:
         cfg = TrainConfig(data=data_dir, out=out_dir)
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
-                         lr=lr, lr_drop=lr_drop, betas=betas, eval_every=eval_every, device=device, amp=amp)
+                         lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every, device=device, amp=amp)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     result = run_training(cfg, resume=resume)

@@ -222,15 +222,17 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, sigma_x: float) -> torch.Te
 
 
 def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor,
-               sigma_x: float) -> dict[str, torch.Tensor]:
+               sigma_x: float, z2_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The paper's objective D + beta2 R(z2) + beta1 R(z1|z2) per image (nats).
 
     For training, each image's loss is divided by sqrt(beta2 * beta1): the loss scale grows roughly like beta,
     so without this the low-beta corner of the square would dominate the gradient. ``loss`` is that normalised
-    mean, in nats per pixel.
+    mean, in nats per pixel. ``z2_weight`` < 1 discounts R(z2) in ``loss`` only (warm-up against the collapse of
+    the top layer early in training); ``objective`` is always the paper's.
     """
     num_pixels = x.shape[2] * x.shape[3]
     d = distortion(x, out["x_hat"], sigma_x)
     objective = d + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
-    loss = (objective / torch.sqrt(beta2 * beta1)).mean() / num_pixels
+    trained = objective - (1 - z2_weight) * beta2 * out["rate_z2"]
+    loss = (trained / torch.sqrt(beta2 * beta1)).mean() / num_pixels
     return {"loss": loss, "objective": objective, "distortion": d}
