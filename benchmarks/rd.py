@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from hitcodec import codec, coding
 from hitcodec.api import resolve_model
-from hitcodec.data import list_images
+from hitcodec.data import dev_eval_photos, list_images
 from hitcodec.image import CodecImage, read_image
 
 CLASSICAL = {
@@ -286,7 +286,8 @@ def plot(out: Path, grid: list[dict], diagonal: list[dict], hull: list[dict], cl
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="hitcodec rate/distortion benchmark")
-    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--images", required=True,
+                        help="folder of images, or 'dev' for the dev-eval photos bundled in pip packages")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--grid", type=int, default=7, help="N for the N×N log grid of (beta2, beta1) in [0.1, 10]²")
     parser.add_argument("--codecs", default="jpeg,webp,avif,jpeg2000")
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(codecs) - set(CLASSICAL)
     if unknown or args.grid < 2:
         parser.error(f"unknown codecs {sorted(unknown)}" if unknown else "--grid must be at least 2")
-    paths = list_images(Path(args.images))
+    paths = dev_eval_photos() if args.images == "dev" else list_images(Path(args.images))
     if not paths:
         parser.error(f"no images in {args.images}")
     out = Path(args.out)
