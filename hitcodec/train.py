@@ -41,7 +41,8 @@ class TrainConfig:
     steps: int = 100_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
-    betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE)
+    betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE);
+    # "z2-heavy": only the corner where z2 is cheap (a curriculum phase that teaches the top-down path)
     eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
     dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
@@ -88,13 +89,21 @@ class PatchSampler:
         return out
 
 
+BETA_MODES = ("square", "diagonal", "z2-heavy")
+
+
 def sample_betas(batch: int, mode: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(beta2, beta1), log-uniform: over the square, on its diagonal, or in the z2-heavy corner
+    (beta2 in [0.1, 0.5], beta1 in [2, 10]) where bits in z1 cost 4-100x more than in z2."""
+    if mode not in BETA_MODES:
+        raise ValueError(f"betas must be one of {BETA_MODES}, not {mode!r}")
     lo, hi = math.log(BETA_MIN), math.log(BETA_MAX)
-    u = torch.rand(batch, 2, generator=generator) * (hi - lo) + lo
+    u = torch.rand(batch, 2, generator=generator)
+    if mode == "z2-heavy":
+        return (u[:, 0] * math.log(5) + lo).exp(), (hi - u[:, 1] * math.log(5)).exp()
+    u = u * (hi - lo) + lo
     if mode == "diagonal":
         u[:, 1] = u[:, 0]
-    elif mode != "square":
-        raise ValueError(f"betas must be 'square' or 'diagonal', not {mode!r}")
     return u[:, 0].exp(), u[:, 1].exp()
 
 
