@@ -81,7 +81,8 @@ def main() -> None:
             pixels = rgb.shape[0] * rgb.shape[1]
             rows[(beta2, beta1)].append({
                 "image": path.name, "bpp": coded.bpp, "psnr": codec.psnr(rgb, decoded.image.rgb),
-                "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels, "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
+                "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels,
+                "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
                 "jpeg_psnr": psnr_at(curves["jpeg"], coded.bpp), "webp_psnr": psnr_at(curves["webp"], coded.bpp),
             })
     summary = []

@@ -49,7 +49,8 @@ def _pillow_at_size(rgb: np.ndarray, fmt: str, target_bytes: int) -> tuple[np.nd
     return np.asarray(Image.open(io.BytesIO(best)).convert("RGB")), len(best)
 
 
-def _hitcodec_at_size(loaded, image: CodecImage, target_bytes: int, ratio: float) -> tuple[np.ndarray, int, float, float]:
+def _hitcodec_at_size(loaded, image: CodecImage, target_bytes: int,
+                      ratio: float) -> tuple[np.ndarray, int, float, float]:
     coded = targets.compress_to_size(loaded, image, target_bytes, ratio=ratio).coded
     decoded = codec.decode(loaded, coded.data)
     return decoded.image.rgb, len(coded.data), coded.header.beta2, coded.header.beta1

@@ -215,7 +215,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        net = DistributedDataParallel(model, device_ids=ids)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:

@@ -68,7 +68,8 @@ def _parse_rates(text: str) -> tuple[float, float]:
     try:
         r2, r1 = (float(v) for v in text.split(","))
     except ValueError:
-        raise click.BadParameter("expected two numbers R2,R1 (bits per pixel of z2 and of z1)", param_hint="--target-rates")
+        raise click.BadParameter("expected two numbers R2,R1 (bits per pixel of z2 and of z1)",
+                                 param_hint="--target-rates") from None
     if not (math.isfinite(r2) and math.isfinite(r1) and r2 > 0 and r1 > 0):
         raise click.BadParameter("both rates must be positive", param_hint="--target-rates")
     return r2, r1
@@ -345,7 +346,8 @@ def info(input, as_json, model_path):
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Continue from this checkpoint (its config is used).")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True),
+              help="Continue from this checkpoint (its config is used).")
 @click.option("--steps", type=int, help="Total steps to reach (across resumes).")
 @click.option("--minutes", type=float, help="Wall-clock budget of this run.")
 @click.option("--batch", type=int)
@@ -370,7 +372,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     else:
         cfg = TrainConfig(data=data_dir, out=out_dir)
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
-                         lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every, device=device, amp=amp)
+                         lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
+                         device=device, amp=amp)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     result = run_training(cfg, resume=resume)
