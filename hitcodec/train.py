@@ -42,7 +42,7 @@ class TrainConfig:
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
     betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE);
-    # "z2-heavy": only the corner where z2 is cheap (a curriculum phase that teaches the top-down path)
+    # "z2-heavy": only the corner where z2 is cheap; "mix": half square, half corner
     eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
     dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
@@ -89,22 +89,26 @@ class PatchSampler:
         return out
 
 
-BETA_MODES = ("square", "diagonal", "z2-heavy")
+BETA_MODES = ("square", "diagonal", "z2-heavy", "mix")
 
 
 def sample_betas(batch: int, mode: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(beta2, beta1), log-uniform: over the square, on its diagonal, or in the z2-heavy corner
-    (beta2 in [0.1, 0.5], beta1 in [2, 10]) where bits in z1 cost 4-100x more than in z2."""
+    """(beta2, beta1), log-uniform: over the square, on its diagonal, in the z2-heavy corner (beta2 in
+    [0.1, 0.5], beta1 in [2, 10], where bits in z1 cost 4-100x more than in z2), or "mix": each image from the
+    square or the corner with equal odds (uniform sampling alone lets z2 collapse; see README)."""
     if mode not in BETA_MODES:
         raise ValueError(f"betas must be one of {BETA_MODES}, not {mode!r}")
     lo, hi = math.log(BETA_MIN), math.log(BETA_MAX)
     u = torch.rand(batch, 2, generator=generator)
+    square = u * (hi - lo) + lo
+    corner = torch.stack([u[:, 0] * math.log(5) + lo, hi - u[:, 1] * math.log(5)], dim=1)
     if mode == "z2-heavy":
-        return (u[:, 0] * math.log(5) + lo).exp(), (hi - u[:, 1] * math.log(5)).exp()
-    u = u * (hi - lo) + lo
-    if mode == "diagonal":
-        u[:, 1] = u[:, 0]
-    return u[:, 0].exp(), u[:, 1].exp()
+        square = corner
+    elif mode == "mix":
+        square = torch.where(torch.rand(batch, 1, generator=generator) < 0.5, corner, square)
+    elif mode == "diagonal":
+        square[:, 1] = square[:, 0]
+    return square[:, 0].exp(), square[:, 1].exp()
 
 
 def load_dev_images(cfg: TrainConfig) -> list[torch.Tensor]:

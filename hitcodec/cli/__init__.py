@@ -355,8 +355,9 @@ def info(input, as_json, model_path):
 @click.option("--lr", type=float)
 @click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never).")
 @click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
-@click.option("--betas", type=click.Choice(["square", "diagonal", "z2-heavy"]),
-              help="square: GHVAE; diagonal: beta-VAE baseline; z2-heavy: curriculum phase (beta2 <= 0.5, beta1 >= 2).")
+@click.option("--betas", type=click.Choice(["square", "diagonal", "z2-heavy", "mix"]),
+              help="square: GHVAE; diagonal: beta-VAE baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; "
+                   "mix: half square, half corner.")
 @click.option("--eval-every", type=int)
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
