@@ -167,15 +167,19 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float) -
 
 @dataclass(frozen=True)
 class Decoded:
-    image: CodecImage
+    image: CodecImage | None  # None when decoded with pixels=False
     header: Header
     layers: tuple[LayerStats, ...]
     symbols: dict[str, np.ndarray]
 
 
 @torch.inference_mode()
-def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode .hit bytes; raises BitstreamError, ModelMismatchError or coding.CodingError on bad data."""
+def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS,
+           pixels: bool = True) -> Decoded:
+    """Decode .hit bytes; raises BitstreamError, ModelMismatchError or coding.CodingError on bad data.
+
+    With ``pixels=False`` only the latents are decoded (no synthesis): enough for statistics.
+    """
     header, parts = bitstream.unpack(data, max_pixels=max_pixels)
     if header.model_id != loaded.model_id:
         raise ModelMismatchError(f"file was made by model {header.model_id_hex}, but the loaded model is "
@@ -203,9 +207,12 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     z2_height = -(-header.height // STRIDE)
     z2_width = -(-header.width // STRIDE)
     z1_hat = walk_layers(model, e, z2_height, z2_width, take)
+    layers = tuple(stats[n] for n in LAYERS)
+    if not pixels:
+        return Decoded(None, header, layers, symbols)
     rgb = _to_uint8(_synthesis(model, z1_hat, e), header.height, header.width)
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None
-    return Decoded(CodecImage(rgb, alpha, header.mode), header, tuple(stats[n] for n in LAYERS), symbols)
+    return Decoded(CodecImage(rgb, alpha, header.mode), header, layers, symbols)
 
 
 def _decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:

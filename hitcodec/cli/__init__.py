@@ -319,7 +319,7 @@ def info(input, as_json, model_path):
               for n, p in zip(names, parts)}
     loaded = resolve_model(model_path)
     if loaded.model_id == header.model_id:
-        for s in codec.decode(loaded, data).layers:
+        for s in codec.decode(loaded, data, pixels=False).layers:
             layers[s.name].update(symbols=s.symbols, estimated_bits=round(s.estimated_bits, 1))
     else:
         report["note"] = f"model {header.model_id_hex} not loaded ({loaded.model_id_hex} is): no estimates"
