@@ -40,18 +40,18 @@ def to_codec_image(image: ImageArg) -> CodecImage:
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-                   verify: bool = False) -> codec.Coded:
+                   verify: bool = False, device: str = "cpu") -> codec.Coded:
     """Like `compress`, but returns the bytes with per-layer statistics and the coded latents."""
     loaded = resolve_model(model)
-    coded = codec.encode(loaded, to_codec_image(image), beta2, beta1)
+    coded = codec.encode(loaded, to_codec_image(image), beta2, beta1, device=device)
     if verify:
-        verify_coded(loaded, coded)
+        verify_coded(loaded, coded, device=device)
     return coded
 
 
-def verify_coded(loaded: LoadedModel, coded: codec.Coded) -> codec.Decoded:
+def verify_coded(loaded: LoadedModel, coded: codec.Coded, device: str = "cpu") -> codec.Decoded:
     """Decode freshly coded bytes and check that every layer's latents come back; returns the decoded image."""
-    decoded = codec.decode(loaded, coded.data)
+    decoded = codec.decode(loaded, coded.data, device=device)
     for name in codec.LAYERS:
         if not np.array_equal(decoded.symbols[name], coded.symbols[name]):
             raise VerificationError(f"verification failed: latents of {name} do not round-trip")
@@ -59,7 +59,7 @@ def verify_coded(loaded: LoadedModel, coded: codec.Coded) -> codec.Decoded:
 
 
 def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-             verify: bool = False) -> bytes:
+             verify: bool = False, device: str = "cpu") -> bytes:
     """Compress an image (Pillow image, uint8 array, path, file or bytes) to .hit bytes.
 
     beta2 and beta1 in [0.1, 10] weigh the rates of z2 and of z1 against distortion: larger means fewer bits in

@@ -22,7 +22,7 @@ from hitcodec import bitstream, coding
 from hitcodec.bitstream import BitstreamError, Header
 from hitcodec.image import CodecImage
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, log_beta_input, pad_to_stride
-from hitcodec.weights import LoadedModel
+from hitcodec.weights import LoadedModel, resolve_device
 
 LAYERS = ("z2", "z1")  # coding order: top layer first
 
@@ -135,20 +135,28 @@ def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float) -> Coded:
-    """Code an image at (beta2, beta1); returns the .hit bytes with per-layer statistics."""
+def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
+           device: str | torch.device = "cpu") -> Coded:
+    """Code an image at (beta2, beta1); returns the .hit bytes with per-layer statistics.
+
+    ``device`` runs the image-side networks (analysis and the posteriors); the priors, which both sides must
+    compute bit for bit alike, always run on the CPU, so a file decodes the same whichever device encoded it.
+    """
     beta2, beta1 = check_betas(beta2, beta1)
-    model = loaded.model
+    model, device = loaded.model, resolve_device(device)
+    net = loaded.on(device)
     height, width = image.rgb.shape[:2]
     x = torch.from_numpy(np.array(image.rgb)).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
     e = _embed(model, beta2, beta1)
-    h, y2 = _bottom_up(model, pad_to_stride(x), e)  # (1, n, H/16, W/16), (1, c2, H/64, W/64)
+    e_dev = e.to(device)
+    h, y2 = _bottom_up(net, pad_to_stride(x).to(device), e_dev)  # (1, n, H/16, W/16), (1, c2, H/64, W/64)
+    y2 = y2.cpu()
     payloads: dict[str, bytes] = {}
     stats: dict[str, LayerStats] = {}
     symbols: dict[str, np.ndarray] = {}
 
     def take(name: str, mean: torch.Tensor, scale: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-        y = y2 if name == "z2" else model.posterior_z1(h, ctx, mean, e)
+        y = y2 if name == "z2" else net.posterior_z1(h, ctx.to(device), mean.to(device), e_dev).cpu()
         sym = coding.clamp_symbols(torch.round(y - mean).numpy())
         idx = coding.scale_index(scale.numpy())
         payloads[name] = coding.encode_symbols(sym, idx)
@@ -175,11 +183,13 @@ class Decoded:
 
 @torch.inference_mode()
 def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS,
-           pixels: bool = True) -> Decoded:
+           pixels: bool = True, device: str | torch.device = "cpu") -> Decoded:
     """Decode .hit bytes; raises BitstreamError, ModelMismatchError or coding.CodingError on bad data.
 
-    With ``pixels=False`` only the latents are decoded (no synthesis): enough for statistics.
+    With ``pixels=False`` only the latents are decoded (no synthesis): enough for statistics. ``device`` runs
+    the synthesis transform; the latents are decoded on the CPU and are the same whatever the device.
     """
+    device = resolve_device(device)
     header, parts = bitstream.unpack(data, max_pixels=max_pixels)
     if header.model_id != loaded.model_id:
         raise ModelMismatchError(f"file was made by model {header.model_id_hex}, but the loaded model is "
@@ -210,7 +220,7 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     layers = tuple(stats[n] for n in LAYERS)
     if not pixels:
         return Decoded(None, header, layers, symbols)
-    rgb = _to_uint8(_synthesis(model, z1_hat, e), header.height, header.width)
+    rgb = _to_uint8(_synthesis(loaded.on(device), z1_hat.to(device), e.to(device)).cpu(), header.height, header.width)
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None
     return Decoded(CodecImage(rgb, alpha, header.mode), header, layers, symbols)
 

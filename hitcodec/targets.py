@@ -82,7 +82,7 @@ def search_scale(bits_at: Callable[[float], float], target: float, lo: float, hi
 
 
 def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, tolerance: float = 0.02,
-                     max_encodes: int = 8) -> TargetResult:
+                     max_encodes: int = 8, device: str = "cpu") -> TargetResult:
     """Encode with beta2 = ratio * c and beta1 = c, searching c until the file is within ``tolerance`` of
     ``target_bytes`` (or the square's edge is reached)."""
     if not math.isfinite(ratio) or not BETA_MIN / BETA_MAX <= ratio <= BETA_MAX / BETA_MIN:
@@ -98,7 +98,7 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
         return _clamp(ratio * c, BETA_MIN, BETA_MAX), _clamp(c, BETA_MIN, BETA_MAX)
 
     def bits_at(u: float) -> float:
-        cache[u] = codec.encode(loaded, image, *betas(u))
+        cache[u] = codec.encode(loaded, image, *betas(u), device=device)
         return 8.0 * len(cache[u].data)
 
     u, n = search_scale(bits_at, 8.0 * target_bytes, lo, hi, math.log1p(tolerance), max_encodes)
@@ -115,7 +115,7 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
 
 
 def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: float, tolerance: float = 0.05,
-                            max_encodes: int = 12) -> TargetResult:
+                            max_encodes: int = 12, device: str = "cpu") -> TargetResult:
     """Search (beta2, beta1) until each layer's actual coded bits are within ``tolerance`` of its target."""
     if min(target_bpp_z2, target_bpp_z1) <= 0:
         raise ValueError("per-layer target rates must be positive")
@@ -125,7 +125,7 @@ def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: 
     slopes = [1.0, 1.0]  # -d log R_layer / d log beta_layer, refined by secant steps
     history: list[tuple[list[float], list[float], codec.Coded]] = []
     for _ in range(max_encodes):
-        coded = codec.encode(loaded, image, *(_clamp(math.exp(v), BETA_MIN, BETA_MAX) for v in logs))
+        coded = codec.encode(loaded, image, *(_clamp(math.exp(v), BETA_MIN, BETA_MAX) for v in logs), device=device)
         rates = [max(8 * layer.payload_bytes / pixels, 1e-6) for layer in coded.layers]
         errs = [math.log(r / t) for r, t in zip(rates, targets)]
         history.append((list(logs), errs, coded))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,13 +17,41 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "ghvae-default.pt"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: GHVAE
+    model: GHVAE  # on the CPU: the priors are always evaluated here, so files decode the same on every device
     model_id: bytes  # 8 bytes
     path: str
+    _copies: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def model_id_hex(self) -> str:
         return self.model_id.hex()
+
+    def on(self, device: torch.device) -> GHVAE:
+        """The model on ``device``, for the full-resolution transforms (a cached copy unless it is the CPU)."""
+        if device.type == "cpu":
+            return self.model
+        if str(device) not in self._copies:
+            self._copies[str(device)] = copy.deepcopy(self.model).to(device)
+        return self._copies[str(device)]
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: "str | torch.device" = "cpu") -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; ValueError if unusable."""
+    text = str(name)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {text!r}: use cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested, but torch finds no usable CUDA GPU here; use cpu or auto")
+    return device
 
 
 def model_id(model: GHVAE) -> bytes:

@@ -127,3 +127,47 @@ def test_pixel_limits(png, tiny_path, tmp_path):
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     r = run("decompress", tmp_path / "photo.hit", "-o", tmp_path / "d.png", "--max-pixels", 100, "--model", tiny_path)
     assert r.exit_code == 1 and "outside the allowed range" in r.stderr
+
+
+def test_folder_inputs_and_worker_processes(tmp_path, tiny_path, photo):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(photo[: 30 + i, :40]).save(folder / f"im{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    r = run("compress", folder, "--jobs", 2, "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert "3 files," in r.stderr
+    hits = sorted(folder.glob("*.hit"))
+    assert [p.name for p in hits] == ["im0.hit", "im1.hit", "im2.hit"]
+    single = tmp_path / "single.hit"
+    assert run("compress", folder / "im1.png", "-o", single, "--model", tiny_path).exit_code == 0
+    assert single.read_bytes() == hits[1].read_bytes()  # worker processes give the same bytes
+    r = run("decompress", folder, "--model", tiny_path)
+    assert r.exit_code == 1 and "3 of 3 files failed" in r.stderr and "exists" in r.stderr  # the PNGs are there
+    coded = tmp_path / "coded"
+    coded.mkdir()
+    for p in hits:
+        p.rename(coded / p.name)
+    r = run("decompress", coded, "--model", tiny_path)
+    assert r.exit_code == 0 and "3 files," in r.stderr
+    assert Image.open(coded / "im2.png").size == (40, 32)
+    r = run("decompress", str(coded / "*.hit"), "--force", "--model", tiny_path)  # a glob the shell left alone
+    assert r.exit_code == 0 and "3 files," in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("decompress", empty, "--model", tiny_path)
+    assert r.exit_code == 1 and "no .hit files" in r.stderr
+
+
+def test_device_option(png, tiny_path, tmp_path):
+    import torch
+
+    r = run("compress", png, "--device", "auto", "-o", tmp_path / "a.hit", "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert run("compress", png, "--device", "tpu", "--model", tiny_path).exit_code == 2
+    if not torch.cuda.is_available():
+        r = run("compress", png, "--device", "cuda", "--model", tiny_path)
+        assert r.exit_code == 2 and "no usable CUDA" in r.stderr and "Traceback" not in r.output
+    r = run("decompress", tmp_path / "a.hit", "--device", "auto", "-o", tmp_path / "a.png", "--model", tiny_path)
+    assert r.exit_code == 0, r.output

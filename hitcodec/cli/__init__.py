@@ -6,6 +6,8 @@ Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import logging
 import math
@@ -102,6 +104,26 @@ def _read_input(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tuple[str, ...]:
+    """Folders become their files with one of ``suffixes`` (not recursive); unexpanded globs are expanded."""
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if item != "-" and path.is_dir():
+            found = sorted(str(f) for f in path.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise CLIError(f"{item}: no {what} in this folder")
+            out += found
+        elif item != "-" and not path.exists() and any(c in item for c in "*?["):
+            found = sorted(f for f in glob.glob(item) if Path(f).is_file())
+            if not found:
+                raise CLIError(f"{item}: no file matches")
+            out += found
+        else:
+            out.append(item)
+    return tuple(out)
+
+
 def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[str]:
     if output is not None:
         if len(inputs) != 1:
@@ -110,32 +132,66 @@ def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[s
     return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
 
 
-def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit_is_output: bool) -> None:
-    """Run job(input, output) -> (summary line, bytes in, bytes out, pixels) for each input; a failure is
-    reported and the rest continue. Several inputs end with a summary line."""
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit_is_output: bool,
+              jobs: int = 1) -> None:
+    """Run job(input, output) -> (summary line, warnings, bytes in, bytes out, pixels) for each input; a failure
+    is reported and the rest continue. Several inputs end with a summary line. With ``jobs`` > 1 the files are
+    spread over that many processes (``job`` must be picklable), each with its share of the CPU threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     failed = 0
     many = len(inputs) > 1
     start = time.perf_counter()
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
-    for src, dst in tqdm(list(zip(inputs, outputs)), disable=not many, unit="file", file=sys.stderr, leave=False):
+    todo = []
+    for src, dst in zip(inputs, outputs):
         if dst != "-" and Path(dst).exists() and not force:
             if not many:
                 raise CLIError(f"{dst} exists (use --force to overwrite)")
             click.echo(f"hitcodec: error: {src}: {dst} exists (use --force to overwrite)", err=True)
             failed += 1
-            continue
-        try:
-            line, bytes_in, bytes_out, pixels = job(src, dst)
-            totals = [totals[0] + 1, totals[1] + bytes_in, totals[2] + bytes_out, totals[3] + pixels]
-        except (CLIError, ValueError, OSError, RuntimeError) as exc:
-            if not many:
-                raise
-            click.echo(f"hitcodec: error: {src}: {_one_line(exc)}", err=True)
-            failed += 1
-            continue
-        click.echo(line, err=dst == "-")
+        else:
+            todo.append((src, dst))
+    jobs = max(1, min(jobs, len(todo)))
+    if "-" in inputs:
+        jobs = 1
+    pool = None
+    if jobs > 1:
+        import torch
+
+        # spawn, not fork: forking a process whose OpenMP thread pool is running can deadlock the child
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(max(1, torch.get_num_threads() // jobs),))
+        results = [pool.submit(job, src, dst) for src, dst in todo]
+    else:
+        results = [None] * len(todo)
+    try:
+        for (src, dst), future in tqdm(list(zip(todo, results)), disable=not many, unit="file", file=sys.stderr,
+                                       leave=False):
+            try:
+                line, warnings, bytes_in, bytes_out, pixels = future.result() if future else job(src, dst)
+                totals = [totals[0] + 1, totals[1] + bytes_in, totals[2] + bytes_out, totals[3] + pixels]
+            except (CLIError, ValueError, OSError, RuntimeError) as exc:
+                if not many:
+                    raise
+                click.echo(f"hitcodec: error: {src}: {_one_line(exc)}", err=True)
+                failed += 1
+                continue
+            for warning in warnings:
+                click.echo(f"hitcodec: warning: {src}: {warning}", err=True)
+            click.echo(line, err=dst == "-")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if many:
         files, bytes_in, bytes_out, pixels = totals
         bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
@@ -157,6 +213,62 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
                             help="Model file (shipped-model file or training checkpoint); default: the shipped model.")
 
 
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from hitcodec.weights import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+device_option = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+                             show_default=True, callback=_device,
+                             help="Where the image-side networks run (auto: CUDA when available). Files decode "
+                                  "the same on every device.")
+jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                           help="Process this many files at once, in separate processes sharing the CPU threads.")
+
+
+def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: float | None,
+                 target_size: int | None, layer_targets: tuple[float, float] | None, verify: bool, force: bool,
+                 max_pixels: int, model_path: str | None, device: str) -> tuple[str, list[str], int, int, int]:
+    """One file of `compress` (module level, so that worker processes can run it)."""
+    from hitcodec import codec, targets
+    from hitcodec.api import compress_image, resolve_model, verify_coded
+    from hitcodec.image import read_image
+
+    loaded = resolve_model(model_path)
+    raw = _read_input(src)
+    image = read_image(raw, max_pixels=max_pixels)
+    pixels = image.rgb.shape[0] * image.rgb.shape[1]
+    start = time.perf_counter()
+    note, warnings = "", []
+    if target_bpp is not None or target_size is not None:
+        size = target_size if target_size is not None else max(1, round(target_bpp * pixels / 8))
+        result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1, device=device)
+    elif layer_targets is not None:
+        result = targets.compress_to_layer_rates(loaded, image, *layer_targets, device=device)
+    else:
+        result = None
+    if result is not None:
+        coded = result.coded
+        note = f", beta2 {coded.header.beta2:.4g}, beta1 {coded.header.beta1:.4g}, {result.encodes} encodes"
+        if not result.reached:
+            warnings.append(result.message)
+    else:
+        coded = compress_image(image, beta2, beta1, model=loaded, device=device)
+    seconds = time.perf_counter() - start
+    split = ", ".join(f"{s.name} {8 * s.payload_bytes / pixels:.4f}" for s in coded.layers)
+    line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}){note}, {seconds:.2f} s"
+    if verify:
+        decoded = verify_coded(loaded, coded, device=device)
+        line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
+    write_atomic(dst, coded.data, force)
+    return line, warnings, len(raw), len(coded.data), pixels
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file ('-' for stdout); default: the input with suffix .hit.")
@@ -174,49 +286,52 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
               help="Refuse larger input images (decompression-bomb guard).")
+@device_option
+@jobs_option
 @model_option
 def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, max_pixels,
-             model_path):
-    """Compress images (anything Pillow reads; '-' for stdin) to .hit files."""
-    from hitcodec import codec, targets
-    from hitcodec.api import compress_image, resolve_model, verify_coded
-    from hitcodec.image import read_image
+             device, jobs, model_path):
+    """Compress images (anything Pillow reads; a folder for its images; '-' for stdin) to .hit files."""
+    from hitcodec.api import resolve_model
+    from hitcodec.data import IMAGE_SUFFIXES
 
     if sum(v is not None for v in (target_bpp, target_size, target_rates)) > 1:
         raise click.UsageError("give at most one of --target-bpp, --target-size and --target-rates")
     layer_targets = _parse_rates(target_rates) if target_rates is not None else None
+    resolve_model(model_path)  # a bad model file fails once, before any input
+    inputs = _expand_inputs(inputs, IMAGE_SUFFIXES, "images")
+    job = functools.partial(compress_one, beta2=beta2, beta1=beta1, target_bpp=target_bpp, target_size=target_size,
+                            layer_targets=layer_targets, verify=verify, force=force, max_pixels=max_pixels,
+                            model_path=model_path, device=device)
+    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True, jobs=jobs)
+
+
+def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_path: str | None,
+                   device: str) -> tuple[str, list[str], int, int, int]:
+    """One file of `decompress` (module level, so that worker processes can run it)."""
+    import io
+
+    from hitcodec import codec
+    from hitcodec.api import resolve_model
+    from hitcodec.image import to_pil
+
     loaded = resolve_model(model_path)
-
-    def job(src: str, dst: str) -> tuple[str, int, int, int]:
-        raw = _read_input(src)
-        image = read_image(raw, max_pixels=max_pixels)
-        pixels = image.rgb.shape[0] * image.rgb.shape[1]
-        start = time.perf_counter()
-        note = ""
-        if target_bpp is not None or target_size is not None:
-            size = target_size if target_size is not None else max(1, round(target_bpp * pixels / 8))
-            result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1)
-        elif layer_targets is not None:
-            result = targets.compress_to_layer_rates(loaded, image, *layer_targets)
-        else:
-            result = None
-        if result is not None:
-            coded = result.coded
-            note = f", beta2 {coded.header.beta2:.4g}, beta1 {coded.header.beta1:.4g}, {result.encodes} encodes"
-            if not result.reached:
-                click.echo(f"hitcodec: warning: {src}: {result.message}", err=True)
-        else:
-            coded = compress_image(image, beta2, beta1, model=loaded)
-        seconds = time.perf_counter() - start
-        split = ", ".join(f"{s.name} {8 * s.payload_bytes / pixels:.4f}" for s in coded.layers)
-        line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}){note}, {seconds:.2f} s"
-        if verify:
-            decoded = verify_coded(loaded, coded)
-            line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
-        write_atomic(dst, coded.data, force)
-        return line, len(raw), len(coded.data), pixels
-
-    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True)
+    data = _read_input(src)
+    start = time.perf_counter()
+    decoded = codec.decode(loaded, data, max_pixels=max_pixels, device=device)
+    seconds = time.perf_counter() - start
+    im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
+    buf = io.BytesIO()
+    fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
+    try:
+        im.save(buf, format=fmt)
+    except (KeyError, ValueError, OSError) as exc:
+        raise CLIError(f"cannot write {dst}: {exc}") from exc
+    write_atomic(dst, buf.getvalue(), force)
+    h = decoded.header
+    line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
+            f"{seconds:.2f} s")
+    return line, [], len(data), buf.tell(), h.width * h.height
 
 
 @main.command()
@@ -225,36 +340,18 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image.")
+@device_option
+@jobs_option
 @model_option
-def decompress(inputs, output, force, max_pixels, model_path):
-    """Decompress .hit files to PNG (or any format Pillow writes, by the output's suffix)."""
-    import io
-
-    from hitcodec import codec
+def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
+    """Decompress .hit files (a folder for its .hit files) to PNG, or any format Pillow writes, by the output's
+    suffix."""
     from hitcodec.api import resolve_model
-    from hitcodec.image import to_pil
 
-    loaded = resolve_model(model_path)
-
-    def job(src: str, dst: str) -> tuple[str, int, int, int]:
-        data = _read_input(src)
-        start = time.perf_counter()
-        decoded = codec.decode(loaded, data, max_pixels=max_pixels)
-        seconds = time.perf_counter() - start
-        im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
-        buf = io.BytesIO()
-        fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
-        try:
-            im.save(buf, format=fmt)
-        except (KeyError, ValueError, OSError) as exc:
-            raise CLIError(f"cannot write {dst}: {exc}") from exc
-        write_atomic(dst, buf.getvalue(), force)
-        h = decoded.header
-        line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
-                f"{seconds:.2f} s")
-        return line, len(data), buf.tell(), h.width * h.height
-
-    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False)
+    resolve_model(model_path)
+    inputs = _expand_inputs(inputs, {".hit"}, ".hit files")
+    job = functools.partial(decompress_one, force=force, max_pixels=max_pixels, model_path=model_path, device=device)
+    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False, jobs=jobs)
 
 
 def _image_format(path: str) -> str:
