@@ -1,7 +1,7 @@
 """Rate/distortion benchmark: the GHVAE's (beta2, beta1) grid, its hull and diagonal, classical codecs, speed.
 
     python -m benchmarks.rd --images DIR --out DIR [--grid N] [--codecs jpeg,webp,avif,jpeg2000] [--model PATH]
-                            [--baseline-model PATH]
+                            [--baseline-model PATH] [--device cpu|cuda|auto] [--no-speed]
 
 Everything is measured from real bytes and uint8 pixels. Curves are averages over the images of each setting
 (a grid point, a codec quality), as CompressAI does. Writes into --out:
@@ -30,6 +30,7 @@ from hitcodec import codec, coding
 from hitcodec.api import resolve_model
 from hitcodec.data import dev_eval_photos, list_images
 from hitcodec.image import CodecImage, read_image
+from hitcodec.weights import resolve_device
 
 CLASSICAL = {
     "jpeg": ("JPEG", {"optimize": True}, list(range(5, 96, 5))),
@@ -55,14 +56,14 @@ def log_grid(n: int) -> list[float]:
 
 
 def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tuple[float, float]],
-                  desc: str) -> list[dict]:
+                  desc: str, device: str = "cpu") -> list[dict]:
     """Per (beta2, beta1): averages over images of bpp, per-layer bpp, PSNR, MS-SSIM; plus per-image rows."""
     points = []
     for beta2, beta1 in tqdm(betas, desc=desc, leave=False):
         rows = []
         for name, image in images:
-            coded = codec.encode(loaded, image, beta2, beta1)
-            decoded = codec.decode(loaded, coded.data)
+            coded = codec.encode(loaded, image, beta2, beta1, device=device)
+            decoded = codec.decode(loaded, coded.data, device=device)
             pixels = image.rgb.shape[0] * image.rgb.shape[1]
             rows.append({"image": name, "bpp": coded.bpp,
                          "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels,
@@ -100,20 +101,20 @@ def measure_classical(fmt: str, images: list[tuple[str, CodecImage]]) -> list[di
     return sorted(points, key=lambda p: p["bpp"])
 
 
-def upper_hull(points: list[dict]) -> list[dict]:
-    """Upper convex hull of PSNR over bpp (the paper's best model per total rate), sorted by bpp."""
-    pts = sorted(points, key=lambda p: (p["bpp"], -p["psnr"]))
+def upper_hull(points: list[dict], x: str = "bpp", y: str = "psnr") -> list[dict]:
+    """Upper convex hull of ``y`` over ``x`` (the paper's best model per total rate), sorted by ``x``."""
+    pts = sorted(points, key=lambda p: (p[x], -p[y]))
     hull: list[dict] = []
     for p in pts:
         while len(hull) >= 2:
-            (x1, y1), (x2, y2) = (hull[-2]["bpp"], hull[-2]["psnr"]), (hull[-1]["bpp"], hull[-1]["psnr"])
-            if (x2 - x1) * (p["psnr"] - y1) - (y2 - y1) * (p["bpp"] - x1) >= 0:  # hull[-1] is not above the chord
+            (x1, y1), (x2, y2) = (hull[-2][x], hull[-2][y]), (hull[-1][x], hull[-1][y])
+            if (x2 - x1) * (p[y] - y1) - (y2 - y1) * (p[x] - x1) >= 0:  # hull[-1] is not above the chord
                 hull.pop()
             else:
                 break
         hull.append(p)
-    # keep the rising part only: past the best PSNR more rate buys nothing
-    best = max(range(len(hull)), key=lambda i: hull[i]["psnr"])
+    # keep the rising part only: past the best value more rate buys nothing
+    best = max(range(len(hull)), key=lambda i: hull[i][y])
     return hull[:best + 1]
 
 
@@ -152,23 +153,39 @@ def compressai_json(name: str, description: str, points: list[dict]) -> dict:
                         "ms-ssim-rgb": [p["ms_ssim"] for p in pts]}}
 
 
-def _median_time(fn, repeats: int = 3) -> float:
+def _median_time(fn, repeats: int = 3, device: str = "cpu") -> float:
+    """Median wall time of ``fn`` after one warm-up call, synchronising CUDA around each call."""
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
+
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
-def measure_speed(loaded, image: CodecImage, codecs: list[str]) -> dict:
-    """Encode/decode seconds per megapixel on this CPU (median of 3 after a warm-up), coder throughput, peak RSS."""
+def measure_speed(loaded, image: CodecImage, codecs: list[str], device: str = "cpu") -> dict:
+    """Encode/decode seconds per megapixel (median of 3 after a warm-up) on the CPU and, with ``device`` cuda, on
+    the GPU too; entropy-coder throughput; peak GPU memory."""
     mp = image.rgb.shape[0] * image.rgb.shape[1] / 1e6
-    data = codec.encode(loaded, image, 1.0, 1.0).data
-    out = {"image_megapixels": mp, "threads": torch.get_num_threads(), "device": "cpu",
-           "hitcodec": {"encode_s_per_mp": _median_time(lambda: codec.encode(loaded, image, 1.0, 1.0)) / mp,
-                        "decode_s_per_mp": _median_time(lambda: codec.decode(loaded, data)) / mp}}
+    devices = ["cpu"] + (["cuda"] if device != "cpu" else [])
+    out = {"image_megapixels": mp, "threads": torch.get_num_threads(), "devices": devices}
+    for dev in devices:
+        suffix = "" if dev == "cpu" else f" ({dev})"
+        data = codec.encode(loaded, image, 1.0, 1.0, device=dev).data
+        out[f"hitcodec{suffix}"] = {
+            "encode_s_per_mp": _median_time(lambda: codec.encode(loaded, image, 1.0, 1.0, device=dev), device=dev) / mp,
+            "decode_s_per_mp": _median_time(lambda: codec.decode(loaded, data, device=dev), device=dev) / mp}
+        out[f"mbt2018-mean{suffix}"] = _speed_mbt2018_mean(image, mp, dev)
+    if "cuda" in devices:
+        out["cuda_device"] = torch.cuda.get_device_name()
+        out["cuda_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     for fmt in codecs:
         pil_format, options, qualities = CLASSICAL[fmt]
         kw = dict(options)
@@ -187,7 +204,6 @@ def measure_speed(loaded, image: CodecImage, codecs: list[str]) -> dict:
         blob = buf.getvalue()
         dec_s = _median_time(lambda: Image.open(io.BytesIO(blob)).load())
         out[fmt] = {"encode_s_per_mp": enc_s / mp, "decode_s_per_mp": dec_s / mp}
-    out["mbt2018-mean"] = _speed_mbt2018_mean(image, mp)
     # entropy coding alone, with the symbols and scale indices of a real image
     n = 200_000
     rng = np.random.default_rng(0)
@@ -199,7 +215,7 @@ def measure_speed(loaded, image: CodecImage, codecs: list[str]) -> dict:
     return out
 
 
-def _speed_mbt2018_mean(image: CodecImage, mp: float) -> dict:
+def _speed_mbt2018_mean(image: CodecImage, mp: float, device: str = "cpu") -> dict:
     """CompressAI's mbt2018-mean at quality 3 (N=128, M=192, as hitcodec's widths), random weights."""
     import warnings
 
@@ -209,14 +225,15 @@ def _speed_mbt2018_mean(image: CodecImage, mp: float) -> dict:
 
         net = mbt2018_mean(quality=3, pretrained=False).eval()
         net.update(force=True)
+        net.to(device)
     x = torch.from_numpy(np.array(image.rgb)).permute(2, 0, 1)[None].float() / 255
     from hitcodec.models.ghvae import pad_to_stride
 
-    x = pad_to_stride(x)
+    x = pad_to_stride(x).to(device)
     with torch.inference_mode():
         enc = net.compress(x)
-        enc_s = _median_time(lambda: net.compress(x))
-        dec_s = _median_time(lambda: net.decompress(enc["strings"], enc["shape"]))
+        enc_s = _median_time(lambda: net.compress(x), device=device)
+        dec_s = _median_time(lambda: net.decompress(enc["strings"], enc["shape"]), device=device)
     return {"encode_s_per_mp": enc_s / mp, "decode_s_per_mp": dec_s / mp}
 
 
@@ -296,7 +313,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="model file; default: the shipped model")
     parser.add_argument("--baseline-model", default=None, help="equal-budget beta-VAE model (diagonal-trained)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                        help="where hitcodec's networks run for the grid; cuda adds GPU rows to the speed table")
     args = parser.parse_args(argv)
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:
+        parser.error(str(exc))
     codecs = [c for c in args.codecs.split(",") if c]
     unknown = set(codecs) - set(CLASSICAL)
     if unknown or args.grid < 2:
@@ -310,12 +333,13 @@ def main(argv: list[str] | None = None) -> None:
     images = [(p.name, read_image(p)) for p in paths]
 
     betas = log_grid(args.grid)
-    grid = measure_ghvae(loaded, images, [(b2, b1) for b2 in betas for b1 in betas], "GHVAE grid")
+    grid = measure_ghvae(loaded, images, [(b2, b1) for b2 in betas for b1 in betas], "GHVAE grid", device)
     diagonal = sorted([p for p in grid if p["beta2"] == p["beta1"]], key=lambda p: p["bpp"])
     hull = upper_hull(grid)
     baseline = None
     if args.baseline_model:
-        baseline = measure_ghvae(resolve_model(args.baseline_model), images, [(b, b) for b in betas], "baseline")
+        baseline = measure_ghvae(resolve_model(args.baseline_model), images, [(b, b) for b in betas], "baseline",
+                                 device)
     classical = {fmt: measure_classical(fmt, images) for fmt in tqdm(codecs, desc="classical", leave=False)}
 
     curves = {"hitcodec-hull": (hull, "GHVAE, best (beta2, beta1) per total rate (upper convex hull)"),
@@ -326,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, (pts, desc) in curves.items():
         (out / f"{name}.json").write_text(json.dumps(compressai_json(name, desc, pts), indent=2))
     speed = None if args.no_speed else measure_speed(loaded, max((im for _, im in images),
-                                                                 key=lambda im: im.rgb.size), codecs)
+                                                                 key=lambda im: im.rgb.size), codecs, device)
     if speed is not None:
         speed["peak_rss_mb_compress_decompress"] = peak_rss_mb(str(max(paths, key=lambda p: p.stat().st_size)),
                                                                args.model)
@@ -362,8 +386,10 @@ def write_report(out: Path, loaded, images, grid, diagonal, hull, curves, bd, sp
             lines.append(f"| {name} | {p['beta2']:g} | {p['beta1']:g} | {p['bpp']:.4f} | {p['bpp_z2']:.4f} | "
                          f"{p['bpp_z1']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} |")
     if speed:
-        lines += ["", f"## Speed (CPU, {speed['threads']} threads, {speed['image_megapixels']:.2f} MP image, "
-                      "median of 3 after warm-up)", "", "| codec | encode s/MP | decode s/MP |", "|---|---|---|"]
+        gpu = f"; GPU rows: {speed['cuda_device']}" if "cuda_device" in speed else ""
+        lines += ["", f"## Speed (CPU with {speed['threads']} threads{gpu}; {speed['image_megapixels']:.2f} MP "
+                      "image, median of 3 after warm-up, CUDA synchronised)", "",
+                  "| codec | encode s/MP | decode s/MP |", "|---|---|---|"]
         for name, v in speed.items():
             if isinstance(v, dict) and "encode_s_per_mp" in v:
                 lines.append(f"| {name} | {v['encode_s_per_mp']:.3f} | {v['decode_s_per_mp']:.3f} |")
@@ -371,6 +397,8 @@ def write_report(out: Path, loaded, images, grid, diagonal, hull, curves, bd, sp
         lines += ["", f"ANS coder alone: {ans['encode'] / 1e6:.1f} M symbols/s encode, "
                       f"{ans['decode'] / 1e6:.1f} M symbols/s decode. Peak RSS of a process compressing and "
                       f"decompressing the largest image: {speed['peak_rss_mb_compress_decompress']:.0f} MB."]
+        if "cuda_peak_memory_mb" in speed:
+            lines.append(f"Peak GPU memory allocated: {speed['cuda_peak_memory_mb']:.0f} MB.")
     text = "\n".join(lines) + "\n"
     (out / "REPORT.md").write_text(text)
     return text

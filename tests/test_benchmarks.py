@@ -32,3 +32,21 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     assert set(hull["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb"}
     for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json"):
         assert (out / name).exists(), name
+
+
+def test_speed_table_and_device_choice(tiny, photo):
+    import pytest
+    import torch
+
+    from hitcodec.image import CodecImage
+
+    image = CodecImage(photo[:64, :64].copy(), None, "RGB")
+    speed = rd.measure_speed(tiny, image, ["jpeg"], device="cpu")
+    assert speed["devices"] == ["cpu"]
+    for name in ("hitcodec", "mbt2018-mean", "jpeg"):
+        assert speed[name]["encode_s_per_mp"] > 0 and speed[name]["decode_s_per_mp"] > 0
+    assert speed["ans_symbols_per_s"]["encode"] > 0
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as exc:
+            rd.main(["--images", "dev", "--out", "unused", "--device", "cuda"])
+        assert exc.value.code == 2
