@@ -458,7 +458,7 @@ def findings(points: list[dict]) -> list[tuple[str, bool, str]]:
     r_sh_z2, r_sh_z1 = _rho(col("sharpness"), col("rate_z2")), _rho(col("sharpness"), col("rate_z1"))
     out.append((
         "IS is driven mainly by sharpness, which depends mostly on R(z2) (Section 5.5)",
-        r_is_sharp > r_is_div and abs(r_sh_z2) > abs(r_sh_z1),
+        r_is_sharp > r_is_div and r_sh_z2 > abs(r_sh_z1),  # more rate in z2, sharper samples
         f"Spearman ρ(IS, sharpness) = {r_is_sharp:.2f}, ρ(IS, diversity) = {r_is_div:.2f}; "
         f"ρ(sharpness, R(z2)) = {r_sh_z2:.2f}, ρ(sharpness, R(z1|z2)) = {r_sh_z1:.2f}.",
     ))

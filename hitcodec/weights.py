@@ -35,9 +35,6 @@ class LoadedModel:
         return self._copies[str(device)]
 
 
-DEVICES = ("cpu", "cuda", "auto")
-
-
 def resolve_device(name: "str | torch.device" = "cpu") -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; ValueError if unusable."""
     text = str(name)
