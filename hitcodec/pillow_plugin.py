@@ -39,11 +39,26 @@ class HitImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from hitcodec.api import compress
+    """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
+    beta2/beta1; model, device and verify as in `hitcodec.compress`."""
+    from hitcodec import targets
+    from hitcodec.api import compress_image, resolve_model, to_codec_image, verify_coded
 
     opts = im.encoderinfo
-    fp.write(compress(im, beta2=float(opts.get("beta2", 1.0)), beta1=float(opts.get("beta1", 1.0)),
-                      model=opts.get("model"), verify=bool(opts.get("verify", False))))
+    beta2, beta1 = float(opts.get("beta2", 1.0)), float(opts.get("beta1", 1.0))
+    device, verify = opts.get("device", "cpu"), bool(opts.get("verify", False))
+    loaded = resolve_model(opts.get("model"))
+    image = to_codec_image(im)
+    size = opts.get("target_size")
+    if opts.get("target_bpp") is not None:
+        size = max(1, round(float(opts["target_bpp"]) * im.width * im.height / 8))
+    if size is not None:
+        coded = targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device).coded
+        if verify:
+            verify_coded(loaded, coded, device=device)
+    else:
+        coded = compress_image(image, beta2, beta1, model=loaded, verify=verify, device=device)
+    fp.write(coded.data)
 
 
 def register() -> None:
