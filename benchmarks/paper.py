@@ -255,7 +255,6 @@ def scan(model: PaperHVAE, betas: list[float], desc: str, **kw) -> list[dict]:
 def run(data: dict[str, np.ndarray], out: Path, preset: Preset, dataset: str, seed: int = 0) -> dict:
     """The whole experiment on arrays like `load_labelled_dataset`'s; writes results.json, figures, REPORT.md."""
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_x, test_x = binarize(data["train_x"][:preset.n_train]), binarize(data["test_x"][:preset.n_test])
     train_y = torch.from_numpy(data["train_y"][:preset.n_train].astype(np.int64))
     test_y = torch.from_numpy(data["test_y"][:preset.n_test].astype(np.int64))
