@@ -89,13 +89,31 @@ class PatchSampler:
         return out
 
 
-BETA_MODES = ("square", "diagonal", "z2-heavy", "mix")
+BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "fixed:BETA2,BETA1")
+
+
+def parse_fixed_betas(mode: str) -> tuple[float, float] | None:
+    """(beta2, beta1) of a "fixed:BETA2,BETA1" mode (one model per point, the equal-steps reference); None for
+    the sampled modes. Raises ValueError for a malformed mode or a point outside [0.1, 10]^2."""
+    if not mode.startswith("fixed:"):
+        return None
+    try:
+        beta2, beta1 = (float(v) for v in mode[len("fixed:"):].split(","))
+    except ValueError:
+        raise ValueError(f"fixed betas must read fixed:BETA2,BETA1, not {mode!r}") from None
+    if not (BETA_MIN <= beta2 <= BETA_MAX and BETA_MIN <= beta1 <= BETA_MAX):
+        raise ValueError(f"fixed betas must lie in [{BETA_MIN:g}, {BETA_MAX:g}], not {mode!r}")
+    return beta2, beta1
 
 
 def sample_betas(batch: int, mode: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(beta2, beta1), log-uniform: over the square, on its diagonal, in the z2-heavy corner (beta2 in
     [0.1, 0.5], beta1 in [2, 10], where bits in z1 cost 4-100x more than in z2), or "mix": each image from the
-    square or the corner with equal odds (uniform sampling alone lets z2 collapse; see README)."""
+    square or the corner with equal odds (uniform sampling alone lets z2 collapse; see README); or one point,
+    "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
+    fixed = parse_fixed_betas(mode)
+    if fixed is not None:
+        return torch.full((batch,), fixed[0]), torch.full((batch,), fixed[1])
     if mode not in BETA_MODES:
         raise ValueError(f"betas must be one of {BETA_MODES}, not {mode!r}")
     lo, hi = math.log(BETA_MIN), math.log(BETA_MAX)

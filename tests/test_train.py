@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hitcodec.train import TrainConfig, export_weights, load_checkpoint, sample_betas, train
@@ -19,6 +20,22 @@ def test_beta_sampling_covers_the_square_and_the_diagonal():
     assert abs(torch.log10(b2).mean()) < 0.05 and abs(torch.corrcoef(torch.stack([b2.log(), b1.log()]))[0, 1]) < 0.1
     d2, d1 = sample_betas(10, "diagonal", g)
     assert torch.equal(d2, d1)
+    f2, f1 = sample_betas(3, "fixed:2,0.5", g)
+    assert f2.tolist() == [2.0] * 3 and f1.tolist() == [0.5] * 3
+    for bad in ("fixed:20,1", "fixed:1", "fixed:a,b", "circle"):
+        with pytest.raises(ValueError):
+            sample_betas(3, bad, g)
+
+
+def test_train_cli_rejects_bad_betas_mode(tmp_path):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    for bad in ("fixed:0.01,1", "circle"):
+        result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                           "--betas", bad])
+        assert result.exit_code == 2 and "--betas" in result.output, result.output
 
 
 def test_train_resume_and_export(tmp_path, photo):

@@ -440,6 +440,19 @@ def info(input, as_json, model_path):
         click.echo(f"  note: {report['note']}")
 
 
+def _check_betas_mode(ctx, param, value):
+    from hitcodec.train import BETA_MODES, parse_fixed_betas
+
+    if value is None or value in BETA_MODES[:-1]:
+        return value
+    try:
+        if parse_fixed_betas(value) is not None:
+            return value
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    raise click.BadParameter(f"must be one of {', '.join(BETA_MODES)}, not {value!r}")
+
+
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
@@ -452,9 +465,9 @@ def info(input, as_json, model_path):
 @click.option("--lr", type=float)
 @click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never).")
 @click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
-@click.option("--betas", type=click.Choice(["square", "diagonal", "z2-heavy", "mix"]),
+@click.option("--betas", callback=_check_betas_mode,
               help="square: GHVAE; diagonal: beta-VAE baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; "
-                   "mix: half square, half corner.")
+                   "mix: half square, half corner; fixed:BETA2,BETA1: one point only.")
 @click.option("--eval-every", type=int)
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
