@@ -16,7 +16,7 @@ crops of the dev-eval photos, and the report gives
   range they share; the issue's goal is <= 3 %), and the objective gap at each fixed point;
 - the BD-rate of the square and mix models' best split per total rate (the upper hull of their (beta2, beta1)
   grid) against their own diagonal and against the diagonal model.
-Models are kept under ``--out``/runs, so an interrupted run picks up where it stopped.
+Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
     return images
 
 
-def train_model(name: str, betas: str, args, out: Path) -> Path:
+def train_model(name: str, betas: str, args) -> Path:
     """Train one model to ``args.steps`` (or finish an interrupted run) and return its last checkpoint."""
-    run = out / "runs" / name
+    run = Path(args.runs) / name
     last = run / "last.pt"
     if last.exists() and load_checkpoint(last)["step"] >= args.steps:
         return last
@@ -79,7 +79,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     images = dev_crops(args.crop)
     names = {**{name: name for name in CONDITIONED}, **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
-    checkpoints = {name: train_model(name, mode, args, out) for name, mode in names.items()}
+    checkpoints = {name: train_model(name, mode, args) for name, mode in names.items()}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
     grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
     curves, hulls = {}, {}
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/train")
     parser.add_argument("--out", default="benchmarks/results/fixed-beta")
+    parser.add_argument("--runs", default="runs/fixed-beta", help="folder for the models' checkpoints")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)

@@ -14,7 +14,8 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     for i in range(2):
         Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(data / f"{i}.png")
     out = tmp_path / "out"
-    argv = ["--data", str(data), "--out", str(out), "--quick", "--threads", "1", "--quiet"]
+    argv = ["--data", str(data), "--out", str(out), "--runs", str(tmp_path / "runs"), "--quick", "--threads", "1",
+            "--quiet"]
     fixed_beta.main(argv)
     results = json.loads((out / "results.json").read_text())
     assert set(results["curves"]) == {"square", "mix", "diagonal", "square-grid", "mix-grid", "fixed-0.2", "fixed-1",
@@ -27,7 +28,7 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     report = (out / "REPORT.md").read_text()
     assert "| fixed-5 | 5 | 5 |" in report and (out / "fixed_beta.png").stat().st_size > 0
 
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.pt")}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("last.pt")}
     assert len(stamps) == 6
     fixed_beta.main(argv)  # every model already has its steps: nothing is retrained
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
