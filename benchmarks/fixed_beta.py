@@ -67,7 +67,7 @@ def train_model(name: str, betas: str, args) -> Path:
 
 def objective(point: dict, sigma_x: float) -> float:
     """Per-pixel (D + beta * R) / beta at a diagonal point, from measured bytes and PSNR (lower is better):
-    D from the uint8 MSE, R in nats from the file's bits."""
+    D from the MSE that the PSNR averaged over the images stands for, R in nats from the file's bits."""
     mse = 10 ** (-point["psnr"] / 10)  # on [0, 1] pixels, per channel
     d = 3 * mse / (2 * sigma_x**2)
     return d / point["beta1"] + point["bpp"] * math.log(2)
