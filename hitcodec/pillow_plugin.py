@@ -51,7 +51,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     image = to_codec_image(im)
     size = opts.get("target_size")
     if opts.get("target_bpp") is not None:
-        size = max(1, round(float(opts["target_bpp"]) * im.width * im.height / 8))
+        size = targets.bytes_for_bpp(float(opts["target_bpp"]), im.width * im.height)
     if size is not None:
         coded = targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device).coded
         if verify:

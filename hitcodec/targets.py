@@ -81,6 +81,11 @@ def search_scale(bits_at: Callable[[float], float], target: float, lo: float, hi
     return best(), len(seen)
 
 
+def bytes_for_bpp(bpp: float, pixels: int) -> int:
+    """File-size target in bytes (at least 1) for ``bpp`` bits per pixel over ``pixels`` pixels."""
+    return max(1, round(bpp * pixels / 8))
+
+
 def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, tolerance: float = 0.02,
                      max_encodes: int = 8, device: str = "cpu") -> TargetResult:
     """Encode with beta2 = ratio * c and beta1 = c, searching c until the file is within ``tolerance`` of

@@ -246,7 +246,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     start = time.perf_counter()
     note, warnings = "", []
     if target_bpp is not None or target_size is not None:
-        size = target_size if target_size is not None else max(1, round(target_bpp * pixels / 8))
+        size = target_size if target_size is not None else targets.bytes_for_bpp(target_bpp, pixels)
         result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1, device=device)
     elif layer_targets is not None:
         result = targets.compress_to_layer_rates(loaded, image, *layer_targets, device=device)
