@@ -49,15 +49,19 @@ class TrainConfig:
     min_scale: float = 0.5  # random rescaling of crops by a factor in [min_scale, 1]
     device: str = "cpu"  # "cpu" or "cuda"; under torchrun each process takes cuda:LOCAL_RANK
     amp: bool = False  # bf16 autocast of the transforms (the rates stay in fp32)
+    channels_last: bool = False  # NHWC memory layout for the convolutions
+    compile: bool = False  # torch.compile the model's training pass
     seed: int = 0
 
 
 class PatchSampler:
-    """Random crops, rescaling and flips from a folder of images held in memory as uint8."""
+    """Random crops, rescaling and flips from a folder of images held in memory (CPU or GPU) as uint8."""
 
-    def __init__(self, folder: str, patch: int, min_scale: float, seed: int):
+    def __init__(self, folder: str, patch: int, min_scale: float, seed: int, device: str = "cpu"):
         paths = list_images(Path(folder))
-        self.images = [torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).contiguous() for p in paths]
+        self.device = torch.device(device)  # the photos live there (uint8), so crops never cross the bus
+        self.images = [torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).contiguous().to(self.device)
+                       for p in paths]
         self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training images of at least {patch}x{patch} pixels in {folder}")
@@ -71,7 +75,7 @@ class PatchSampler:
 
     def sample(self, batch: int) -> torch.Tensor:
         """(batch, 3, patch, patch) float in [0, 1]."""
-        out = torch.empty(batch, 3, self.patch, self.patch)
+        out = torch.empty(batch, 3, self.patch, self.patch, device=self.device)
         for i in range(batch):
             im = self.images[self.rng.choice(len(self.images), p=self.weights)]
             h, w = im.shape[1:]
@@ -203,6 +207,35 @@ def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:
     return dist.get_rank(), world, device
 
 
+def prepare_model(model: GHVAE, cfg: TrainConfig, world: int = 1) -> torch.nn.Module:
+    """The module the training loop calls: ``model`` in NHWC layout, wrapped in DistributedDataParallel and
+    compiled, each as ``cfg`` and the world size ask. Parameters are shared: checkpoints are taken from ``model``."""
+    net: torch.nn.Module = model
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(model.parameters()).device
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if cfg.compile else net
+
+
+def training_step(net: torch.nn.Module, model: GHVAE, opt: torch.optim.Optimizer, x: torch.Tensor,
+                  beta2: torch.Tensor, beta1: torch.Tensor, cfg: TrainConfig, z2_weight: float = 1.0):
+    """One optimiser step on the batch x (already on the device); returns the model output and the losses."""
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        out = net(x, beta2, beta1)
+    losses = ghvae_loss(out, x, beta2, beta1, model.config.sigma_x, z2_weight)
+    opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return out, losses
+
+
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
           model_config: GHVAEConfig | None = None) -> dict:
     """Train (or continue training) and return the last dev-eval result.
@@ -230,15 +263,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         for group in opt.param_groups:
             group["lr"] = cfg.lr
         step, best, history = state["step"], state["best_score"], state["history"]
-    sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank)
+    sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank, device)
     dev_images = load_dev_images(cfg) if rank == 0 else []
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [torch.device(device).index] if device.startswith("cuda") else None
-        net = DistributedDataParallel(model, device_ids=ids)
+    net = prepare_model(model, cfg, world)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:
@@ -261,23 +289,16 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
     result: dict = {}
-    device_type = torch.device(device).type
     first_step = step
     while step < cfg.steps:
         done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
                 else (step - first_step) / max(cfg.steps - first_step, 1))
         for group in opt.param_groups:
             group["lr"] = cfg.lr / 3 if done >= cfg.lr_drop else cfg.lr
-        x = sampler.sample(cfg.batch).to(device)
+        x = sampler.sample(cfg.batch)
         beta2, beta1 = (b.to(device) for b in sample_betas(cfg.batch, cfg.betas, gen))
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp):
-            out = net(x, beta2, beta1)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
-        losses = ghvae_loss(out, x, beta2, beta1, model_cfg.sigma_x, z2_weight)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
         step += 1
         bar.update(1)
         if step % 10 == 0:

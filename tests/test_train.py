@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +71,36 @@ def _folder(tmp_path, photo):
     return data
 
 
-def test_bf16_autocast_trains(tmp_path, photo):
+SPEED_OPTIONS = [
+    {"amp": True},
+    {"channels_last": True},
+    pytest.param({"compile": True, "channels_last": True, "amp": True}, marks=pytest.mark.skipif(
+        shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")),
+]
+
+
+@pytest.mark.parametrize("options", SPEED_OPTIONS, ids=lambda o: "+".join(o))
+def test_speed_options_train_and_checkpoint_plain_weights(tmp_path, photo, options):
     data = _folder(tmp_path, photo)
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), patch=64, batch=2, steps=2, eval_every=2,
-                      dev=str(data), dev_max_side=64, amp=True)
+                      dev=str(data), dev_max_side=64, **options)
     result = train(cfg, progress=False, model_config=TINY)
     assert np.isfinite(result["score"])
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 2 and not any(k.startswith("_orig_mod.") for k in state["model"])
+    assert all(state["train_config"][k] == v for k, v in options.items())
+
+
+def test_train_speed_benchmark_reports_each_variant(tmp_path, photo):
+    from benchmarks import train_speed
+
+    out = tmp_path / "speed.json"
+    train_speed.main(["--data", str(_folder(tmp_path, photo)), "--tiny", "--device", "cpu", "--batch", "2",
+                      "--patch", "64", "--steps", "2", "--warmup", "1", "--variants", "eager,channels_last,amp",
+                      "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"eager", "channels_last", "amp"}
+    assert all(r["steps_per_s"] > 0 and r["images_per_s"] == 2 * r["steps_per_s"] for r in results.values())
 
 
 def test_torchrun_two_processes(tmp_path, photo):

@@ -471,8 +471,10 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--eval-every", type=int)
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
+@click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the training pass.")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp):
+          amp, channels_last, compile_):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
 
@@ -484,7 +486,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         cfg = TrainConfig(data=data_dir, out=out_dir)
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
-                         device=device, amp=amp)
+                         device=device, amp=amp, channels_last=channels_last, compile=compile_)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     result = run_training(cfg, resume=resume)
