@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -188,7 +189,14 @@ def _save(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A training checkpoint or exported weights file; ValueError if it is neither."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path} is not a hitcodec checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+        raise ValueError(f"{path} is not a hitcodec checkpoint (no model weights and config)")
+    return state
 
 
 def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:
@@ -241,6 +249,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     """Train (or continue training) and return the last dev-eval result.
 
     A new run uses ``model_config`` (default: GHVAEConfig()); a resumed one the config stored in its checkpoint.
+    ``resume`` may also be an exported weights file (`export_weights`, e.g. brought back from a GPU machine): its
+    weights and step count are taken, with a fresh optimiser, log and best score.
     Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel: each process draws its own
     crops (``batch`` per process), and process 0 alone evaluates and writes checkpoints.
     """
@@ -258,11 +268,13 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        step = state.get("step", 0)
+        if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
+            opt.load_state_dict(state["optimizer"])
+            best, history = state["best_score"], state["history"]
         for group in opt.param_groups:
             group["lr"] = cfg.lr
-        step, best, history = state["step"], state["best_score"], state["history"]
     sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank, device)
     dev_images = load_dev_images(cfg) if rank == 0 else []
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)

@@ -28,6 +28,21 @@ def test_beta_sampling_covers_the_square_and_the_diagonal():
             sample_betas(3, bad, g)
 
 
+def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--resume", str(tiny_path)])
+    assert result.exit_code == 2 and "--data and --out are required" in result.output
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for args in (["train", "--resume", str(junk)], ["export", str(junk), str(tmp_path / "out.pt")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "is not a hitcodec checkpoint" in result.output
+        assert result.output.count("\n") == 1 and not (tmp_path / "out.pt").exists()
+
+
 def test_train_cli_rejects_bad_betas_mode(tmp_path):
     from click.testing import CliRunner
 
@@ -61,6 +76,12 @@ def test_train_resume_and_export(tmp_path, photo):
     export_weights(tmp_path / "run" / "last.pt", tmp_path / "model.pt")
     loaded = load_model(str(tmp_path / "model.pt"))
     assert loaded.model.config == TINY
+
+    # an exported (fp16, optimiser-free) file resumes too: its step count, a fresh Adam and log in a new folder
+    again = TrainConfig(**{**state["train_config"], "steps": 6, "out": str(tmp_path / "again")})
+    train(again, resume=str(tmp_path / "model.pt"), progress=False)
+    assert load_checkpoint(tmp_path / "again" / "last.pt")["step"] == 6
+    assert [json.loads(line)["step"] for line in (tmp_path / "again" / "log.jsonl").read_text().splitlines()] == [6]
 
 
 def _folder(tmp_path, photo):

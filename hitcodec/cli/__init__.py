@@ -457,7 +457,7 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True),
-              help="Continue from this checkpoint (its config is used).")
+              help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=int, help="Total steps to reach (across resumes).")
 @click.option("--minutes", type=float, help="Wall-clock budget of this run.")
 @click.option("--batch", type=int)
@@ -478,12 +478,14 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
 
-    if resume:
-        cfg = TrainConfig(**load_checkpoint(resume)["train_config"])
+    state = load_checkpoint(resume) if resume else {}
+    if "train_config" in state:
+        cfg = TrainConfig(**state["train_config"])
     elif data_dir is None or out_dir is None:
-        raise click.UsageError("--data and --out are required unless --resume is given")
+        raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
     else:
         cfg = TrainConfig(data=data_dir, out=out_dir)
+    del state
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
                          device=device, amp=amp, channels_last=channels_last, compile=compile_)

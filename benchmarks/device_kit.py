@@ -1,0 +1,76 @@
+"""Pack what an offline GPU machine needs to continue `hitcodec train`, within what may travel there.
+
+    python -m benchmarks.device_kit [--checkpoint runs/main/last.pt] [--data data/train] [--out .carry]
+                                    [--budget-mb 64]
+
+Writes OUT/start.pt, the checkpoint's weights as an fp16 file without optimiser state (~12 MB; the checkpoint
+itself, with Adam's moments, is ~73 MB), and OUT/train/, a seeded random subset of the training photos: as many
+as fit in the budget once the tracked working tree, the wheels in .whl/ and start.pt are counted. Then
+`benchmarks/device_run.sh` runs there (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+from hitcodec.data import list_images
+from hitcodec.train import export_weights
+
+MARGIN = 2 * 2**20  # bytes kept free under the budget
+
+
+def tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def tracked_bytes(repo: Path) -> int:
+    """Bytes of the files git tracks in ``repo`` (they travel with every call)."""
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True).stdout
+    return sum((repo / n).stat().st_size for n in names.decode().split("\0") if n and (repo / n).is_file())
+
+
+def pack(checkpoint: Path, data: Path, out: Path, budget: int, seed: int = 0) -> dict:
+    """Fill ``out`` with start.pt and train/ in at most ``budget`` bytes; return what was packed."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "train").mkdir(parents=True)
+    export_weights(checkpoint, out / "start.pt")
+    left = budget - (out / "start.pt").stat().st_size
+    photos = list_images(data)
+    if not photos:
+        raise SystemExit(f"no training photos in {data}")
+    random.Random(seed).shuffle(photos)
+    taken = 0
+    for i, photo in enumerate(photos):
+        size = photo.stat().st_size
+        if size > left:
+            continue
+        shutil.copyfile(photo, out / "train" / f"{i:04d}{photo.suffix.lower()}")
+        left -= size
+        taken += 1
+    return {"photos": taken, "of": len(photos), "bytes": tree_bytes(out),
+            "photo_bytes": tree_bytes(out / "train"), "all_photo_bytes": sum(p.stat().st_size for p in photos)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="runs/main/last.pt")
+    parser.add_argument("--data", default="data/train")
+    parser.add_argument("--out", default=".carry")
+    parser.add_argument("--budget-mb", type=float, default=64, help="MiB that may travel in all (the tool's limit)")
+    args = parser.parse_args(argv)
+    repo = Path.cwd()
+    fixed = tracked_bytes(repo) + tree_bytes(repo / ".whl")
+    budget = int(args.budget_mb * 2**20) - fixed - MARGIN
+    result = pack(Path(args.checkpoint), Path(args.data), Path(args.out), budget)
+    print(f"{args.out}: start.pt and {result['photos']} of {result['of']} photos "
+          f"({result['photo_bytes'] / 2**20:.1f} of {result['all_photo_bytes'] / 2**20:.1f} MiB); "
+          f"with the tracked tree and .whl/: {(fixed + result['bytes']) / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
