@@ -268,7 +268,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:
-        model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
             opt.load_state_dict(state["optimizer"])
