@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from hitcodec.data import list_images, load_rgb_uint8
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, GHVAEConfig, ghvae_loss, pad_to_stride
+from hitcodec.weights import model_from_state
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +265,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if resume:
         state = load_checkpoint(resume)
         model_cfg = GHVAEConfig(**state["model_config"])
-    model = GHVAE(model_cfg).to(device)
+    model = (GHVAE(model_cfg) if state is None else model_from_state(state)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
             opt.load_state_dict(state["optimizer"])
