@@ -1,31 +1,55 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (docs/training.md): install the carried wheels, time the training step's speed
-# options, continue training from .carry/start.pt for $MINUTES, and leave in $OUT the fp16 weights of the last and
-# best checkpoints, the training log and the speed figures (each file well under the 16 MiB that may come back).
+# options, continue training from .carry/start.pt until a deadline, and leave in $OUT the fp16 weights of the last
+# and best checkpoints, the training log and the speed figures (each file well under the 16 MiB that may come back).
 #
-#   carry: [".whl", ".carry"]    command: MINUTES=6 bash benchmarks/device_run.sh
+#   carry: [".whl", ".carry"]    command: DEADLINE=540 bash benchmarks/device_run.sh    (timeout_s ~ DEADLINE + 50)
 #
-# Settings (environment): MINUTES (6), DEVICE (cuda), BATCH (16), PATCH (256), LR (1e-4), EVAL_EVERY (1000),
-# SPEED_STEPS (30; 0 skips the speed table), OUT (set by the device tool; /tmp/device-out otherwise).
-set -euo pipefail
-MINUTES=${MINUTES:-6} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-1e-4}
-EVAL_EVERY=${EVAL_EVERY:-1000} SPEED_STEPS=${SPEED_STEPS:-30} OUT=${OUT:-/tmp/device-out}
-RUN=${RUN:-/tmp/hitcodec-run}
+# Every step is bounded so that the weights come back even when one fails: the speed table gets at most SPEED_MAX
+# seconds, training gets what is left before DEADLINE (seconds after this script starts) less a minute for its
+# last evaluation and the export, and a training run that fails with --compile is retried once without it.
+# Settings (environment): DEADLINE (540), DEVICE (cuda), BATCH (16), PATCH (256), LR (1e-4), EVAL_EVERY (500),
+# SPEED_STEPS (30, more until each variant is timed for 5 s; 0 skips the speed table), SPEED_WARMUP (50),
+# SPEED_MAX (200), VARIANTS (eager,channels_last,amp,all),
+# OUT (set by the device tool; /tmp/device-out otherwise).
+set -uo pipefail
+T0=$SECONDS
+DEADLINE=${DEADLINE:-540} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-1e-4}
+EVAL_EVERY=${EVAL_EVERY:-500} SPEED_STEPS=${SPEED_STEPS:-30} SPEED_WARMUP=${SPEED_WARMUP:-50} SPEED_MAX=${SPEED_MAX:-200}
+VARIANTS=${VARIANTS:-eager,channels_last,amp,all} OUT=${OUT:-/tmp/device-out} RUN=${RUN:-/tmp/hitcodec-run}
 mkdir -p "$OUT"
+left() { echo $((DEADLINE - (SECONDS - T0))); }
 if [ -d .whl ] && ! python3 -c "import compressai, constriction" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
+python3 -c "import torch, numpy, compressai, hitcodec.train
+print('torch', torch.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" \
+    || exit 1
 if [ "$SPEED_STEPS" -gt 0 ]; then
-    python3 -m benchmarks.train_speed --data .carry/train --device "$DEVICE" --batch "$BATCH" --patch "$PATCH" \
-        --steps "$SPEED_STEPS" --warmup 10 --out "$OUT/train-speed.json"
+    timeout "$SPEED_MAX" python3 -m benchmarks.train_speed --data .carry/train --device "$DEVICE" --batch "$BATCH" \
+        --patch "$PATCH" --steps "$SPEED_STEPS" --warmup "$SPEED_WARMUP" --variants "$VARIANTS" --out "$OUT/train-speed.json" \
+        || echo "speed table failed or ran out of time (exit $?); training anyway"
 fi
-python3 -m hitcodec train --resume .carry/start.pt --data .carry/train --out "$RUN" --device "$DEVICE" \
-    --minutes "$MINUTES" --amp --channels-last --compile --betas mix --lr "$LR" --lr-drop 0.6 \
-    --batch "$BATCH" --patch "$PATCH" --eval-every "$EVAL_EVERY" 2>&1 | tr '\r' '\n' | grep -v '^ *$'
-python3 -m hitcodec export "$RUN/last.pt" "$OUT/last-fp16.pt" --force
-python3 -m hitcodec export "$RUN/best.pt" "$OUT/best-fp16.pt" --force
-cp "$RUN/log.jsonl" "$OUT/log.jsonl"
+train() {  # extra flags; trains until a minute before the deadline
+    local minutes
+    minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
+    echo "training for $minutes min $*"
+    timeout $(($(left) - 20)) python3 -m hitcodec train --resume .carry/start.pt --data .carry/train --out "$RUN" \
+        --device "$DEVICE" --minutes "$minutes" --amp --channels-last --betas mix --lr "$LR" --lr-drop 0.6 \
+        --batch "$BATCH" --patch "$PATCH" --eval-every "$EVAL_EVERY" "$@" 2>&1 | tr '\r' '\n' | grep -v '^ *$' \
+        | tee -a "$OUT/train.log"
+}
+train --compile
+if [ ! -f "$RUN/last.pt" ] && [ "$(left)" -gt 120 ]; then
+    echo "training with --compile left no checkpoint; again without it"
+    train --no-compile
+fi
+for name in last best; do
+    [ -f "$RUN/$name.pt" ] && python3 -m hitcodec export "$RUN/$name.pt" "$OUT/$name-fp16.pt" --force
+done
+cp "$RUN/log.jsonl" "$OUT/log.jsonl" 2>/dev/null
 ls -la "$OUT"
+echo "done after $((SECONDS - T0)) s"

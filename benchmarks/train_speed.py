@@ -1,11 +1,12 @@
 """Training throughput of `hitcodec train`'s own step, plain fp32 eager against the speed options.
 
-    python -m benchmarks.train_speed [--device cuda] [--batch 8] [--patch 192] [--steps 20]
+    python -m benchmarks.train_speed [--device cuda] [--batch 8] [--patch 192] [--steps 20] [--min-seconds 5]
                                      [--variants eager,channels_last,amp,compile,all] [--out FILE.json]
 
 Each variant builds the shipped architecture afresh, runs warm-up steps (compilation included) and then times
-``--steps`` steps of `hitcodec.train.training_step` with crops from `PatchSampler` (on the device), CUDA
-synchronised before each clock reading. Reports steps/s, images/s and megapixels/s, and the speed-up over
+``--steps`` steps of `hitcodec.train.training_step` (more, until the timed run lasts ``--min-seconds``: 30 steps
+on an H200 took 0.7 s, too short to trust) with crops from `PatchSampler` (on the device), CUDA synchronised
+before each clock reading. Reports steps/s, images/s and megapixels/s, and the speed-up over
 "eager" (plain fp32, NCHW, no compile). Peak GPU memory is reported on CUDA.
 """
 
@@ -31,7 +32,7 @@ VARIANTS = {
 }
 
 
-def measure(cfg: TrainConfig, steps: int, warmup: int, model_config: GHVAEConfig) -> dict:
+def measure(cfg: TrainConfig, steps: int, warmup: int, model_config: GHVAEConfig, min_seconds: float = 0.0) -> dict:
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     model = GHVAE(model_config).to(device)
@@ -60,9 +61,12 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, model_config: GHVAEConfig
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = run(steps)
+    while seconds < min_seconds:  # a GPU runs tens of steps a second: time enough of them to be steady
+        steps = int(steps * 1.2 * min_seconds / seconds) + 1
+        seconds = run(steps)
     rate = steps / seconds
     result = {"steps_per_s": rate, "images_per_s": rate * cfg.batch,
-              "mp_per_s": rate * cfg.batch * cfg.patch**2 / 1e6, "warmup_s": warm}
+              "mp_per_s": rate * cfg.batch * cfg.patch**2 / 1e6, "warmup_s": warm, "timed_steps": steps}
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patch", type=int, default=192)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--min-seconds", type=float, default=5.0,
+                        help="time more steps than --steps until the timed run lasts this long (default 5)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model (checks the script, not the speed)")
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.steps} timed steps after {args.warmup} warm-up")
     results = {}
     for name in names:
-        results[name] = measure(replace(base, **VARIANTS[name]), args.steps, args.warmup, model_config)
+        results[name] = measure(replace(base, **VARIANTS[name]), args.steps, args.warmup, model_config,
+                                args.min_seconds)
         r = results[name]
         speedup = r["steps_per_s"] / results["eager"]["steps_per_s"] if "eager" in results else float("nan")
         memory = f", peak {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         meta = {"device": device_name, "torch": torch.__version__, "batch": args.batch, "patch": args.patch,
-                "steps": args.steps, "warmup": args.warmup}
+                "steps": args.steps, "warmup": args.warmup, "min_seconds": args.min_seconds}
         Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
 
 

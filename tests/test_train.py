@@ -118,10 +118,11 @@ def test_train_speed_benchmark_reports_each_variant(tmp_path, photo):
     out = tmp_path / "speed.json"
     train_speed.main(["--data", str(_folder(tmp_path, photo)), "--tiny", "--device", "cpu", "--batch", "2",
                       "--patch", "64", "--steps", "2", "--warmup", "1", "--variants", "eager,channels_last,amp",
-                      "--out", str(out)])
+                      "--min-seconds", "0.3", "--out", str(out)])
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"eager", "channels_last", "amp"}
     assert all(r["steps_per_s"] > 0 and r["images_per_s"] == 2 * r["steps_per_s"] for r in results.values())
+    assert all(r["timed_steps"] >= 2 and r["timed_steps"] / r["steps_per_s"] >= 0.3 for r in results.values())
 
 
 def test_torchrun_two_processes(tmp_path, photo):
