@@ -8,36 +8,53 @@
 # Every step is bounded so that the weights come back even when one fails: the speed table gets at most SPEED_MAX
 # seconds, training gets what is left before DEADLINE (seconds after this script starts) less a minute for its
 # last evaluation and the export, and a training run that fails with --compile is retried once without it.
-# Settings (environment): DEADLINE (540), DEVICE (cuda), BATCH (16), PATCH (256), LR (1e-4), EVAL_EVERY (500),
-# SPEED_STEPS (30, more until each variant is timed for 5 s; 0 skips the speed table), SPEED_WARMUP (50),
-# SPEED_MAX (200), VARIANTS (eager,channels_last,amp,all),
+# Called again while the machine is still warm (within 30 s; carry the same paths), it continues the full
+# checkpoint left in $RUN (Adam's state included) instead of .carry/start.pt, and skips the speed table.
+# Settings (environment): DEADLINE (540), DEVICE (cuda), BATCH (16), PATCH (256), LR (6e-5), EVAL_EVERY (500),
+# SPEED_STEPS (30, more until each variant is timed for 5 s; 0 skips the speed tables), SPEED_WARMUP (50),
+# SPEED_MAX (150), VARIANTS (eager,channels_last,amp,all), SPEED_BATCH2 (64: eager and all three options again at
+# this batch into train-speed-b$SPEED_BATCH2.json, to see whether a larger batch pays; at most SPEED_MAX/2 s and
+# only while 300 s are left; 0 skips),
 # OUT (set by the device tool; /tmp/device-out otherwise).
 set -uo pipefail
 T0=$SECONDS
-DEADLINE=${DEADLINE:-540} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-1e-4}
-EVAL_EVERY=${EVAL_EVERY:-500} SPEED_STEPS=${SPEED_STEPS:-30} SPEED_WARMUP=${SPEED_WARMUP:-50} SPEED_MAX=${SPEED_MAX:-200}
-VARIANTS=${VARIANTS:-eager,channels_last,amp,all} OUT=${OUT:-/tmp/device-out} RUN=${RUN:-/tmp/hitcodec-run}
+DEADLINE=${DEADLINE:-540} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-6e-5}
+EVAL_EVERY=${EVAL_EVERY:-500} SPEED_STEPS=${SPEED_STEPS:-30} SPEED_WARMUP=${SPEED_WARMUP:-50}
+SPEED_MAX=${SPEED_MAX:-150} VARIANTS=${VARIANTS:-eager,channels_last,amp,all} SPEED_BATCH2=${SPEED_BATCH2:-64}
+OUT=${OUT:-/tmp/device-out} RUN=${RUN:-/tmp/hitcodec-run}
 mkdir -p "$OUT"
 left() { echo $((DEADLINE - (SECONDS - T0))); }
+START=.carry/start.pt
+if [ -f "$RUN/last.pt" ]; then
+    START=$RUN/last.pt SPEED_STEPS=0
+    echo "continuing $START"
+fi
 if [ -d .whl ] && ! python3 -c "import compressai, constriction" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 python3 -c "import torch, numpy, compressai, hitcodec.train
-print('torch', torch.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" \
-    || exit 1
+print('torch', torch.__version__, 'numpy', numpy.__version__,
+      torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" || exit 1
 if [ "$SPEED_STEPS" -gt 0 ]; then
     timeout "$SPEED_MAX" python3 -m benchmarks.train_speed --data .carry/train --device "$DEVICE" --batch "$BATCH" \
-        --patch "$PATCH" --steps "$SPEED_STEPS" --warmup "$SPEED_WARMUP" --variants "$VARIANTS" --out "$OUT/train-speed.json" \
+        --patch "$PATCH" --steps "$SPEED_STEPS" --warmup "$SPEED_WARMUP" --variants "$VARIANTS" \
+        --out "$OUT/train-speed.json" \
         || echo "speed table failed or ran out of time (exit $?); training anyway"
+    if [ "$SPEED_BATCH2" -gt 0 ] && [ "$(left)" -gt 300 ]; then
+        timeout $((SPEED_MAX / 2)) python3 -m benchmarks.train_speed --data .carry/train --device "$DEVICE" \
+            --batch "$SPEED_BATCH2" --patch "$PATCH" --steps "$SPEED_STEPS" --warmup "$SPEED_WARMUP" \
+            --variants eager,all --out "$OUT/train-speed-b$SPEED_BATCH2.json" || echo "second speed table failed"
+    fi
 fi
 train() {  # extra flags; trains until a minute before the deadline
     local minutes
+    if [ "$(left)" -lt 90 ]; then echo "no time left to train"; return 1; fi
     minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
     echo "training for $minutes min $*"
-    timeout $(($(left) - 20)) python3 -m hitcodec train --resume .carry/start.pt --data .carry/train --out "$RUN" \
+    timeout $(($(left) - 20)) python3 -m hitcodec train --resume "$START" --data .carry/train --out "$RUN" \
         --device "$DEVICE" --minutes "$minutes" --amp --channels-last --betas mix --lr "$LR" --lr-drop 0.6 \
         --batch "$BATCH" --patch "$PATCH" --eval-every "$EVAL_EVERY" "$@" 2>&1 | tr '\r' '\n' | grep -v '^ *$' \
         | tee -a "$OUT/train.log"

@@ -22,3 +22,17 @@ def test_pack_fits_the_budget_and_exports_plain_weights(tmp_path, tiny_path, pho
                                             for v in state["model"].values())
     # packing again replaces the old kit
     assert pack(tiny_path, data, tmp_path / "carry", budget) == result
+
+
+def test_pack_can_send_the_photos_as_high_quality_jpegs(tmp_path, tiny_path, photo):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(data / f"{i}.png")
+
+    result = pack(tiny_path, data, tmp_path / "carry", 2**30, jpeg_quality=95)
+    files = sorted((tmp_path / "carry" / "train").iterdir())
+    assert result["photos"] == 3 and [f.suffix for f in files] == [".jpg"] * 3
+    assert result["photo_bytes"] < result["all_photo_bytes"] and result["jpeg_psnr_min"] > 35
+    with Image.open(files[0]) as im:
+        assert im.format == "JPEG" and im.size == (photo.shape[1], photo.shape[0])
