@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from hitcodec.data import list_images, load_rgb_uint8
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, GHVAEConfig, ghvae_loss, pad_to_stride
-from hitcodec.weights import model_from_state
+from hitcodec.weights import load_state, model_from_state
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +190,7 @@ def _save(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     """A training checkpoint or exported weights file; ValueError if it is neither."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path} is not a hitcodec checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-        raise ValueError(f"{path} is not a hitcodec checkpoint (no model weights and config)")
-    return state
+    return load_state(path, "checkpoint", map_location)
 
 
 def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,19 @@ import torch
 from hitcodec.models.ghvae import GHVAE, GHVAEConfig
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "ghvae-default.pt"
+# what torch.load(weights_only=True) raises for a file that is not a torch file or holds other objects
+LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, AttributeError, pickle.UnpicklingError)
+
+
+def load_state(path: str | Path, what: str = "model file", map_location: str = "cpu") -> dict:
+    """The dict of a shipped-model file or training checkpoint; a one-line ValueError if ``path`` is neither."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except LOAD_ERRORS as exc:
+        raise ValueError(f"{path} is not a hitcodec {what} ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+        raise ValueError(f"{path} is not a hitcodec {what} (no model weights and config)")
+    return state
 
 
 @dataclass(frozen=True)
@@ -74,11 +88,11 @@ def load_model(path: str | None = None) -> LoadedModel:
     path = str(path or DEFAULT_WEIGHTS)
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    state = load_state(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model = model_from_state(state)
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path} is not a hitcodec model file ({type(exc).__name__})") from exc
+    except LOAD_ERRORS as exc:
+        raise ValueError(f"{path} is not a hitcodec model file ({type(exc).__name__})") from None
     for p in model.parameters():
         p.requires_grad_(False)
     return LoadedModel(model, model_id(model), path)

@@ -171,3 +171,12 @@ def test_device_option(png, tiny_path, tmp_path):
         assert r.exit_code == 2 and "no usable CUDA" in r.stderr and "Traceback" not in r.output
     r = run("decompress", tmp_path / "a.hit", "--device", "auto", "-o", tmp_path / "a.png", "--model", tiny_path)
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("content", [b"garbage", bytes(range(256)) * 20, b"PK\x03\x04 not a zip"])
+def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, png, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
+    assert r.exit_code == 1 and "is not a hitcodec model file" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "out.hit").exists()
