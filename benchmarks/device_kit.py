@@ -63,7 +63,7 @@ def pack(checkpoint: Path, data: Path, out: Path, budget: int, seed: int = 0, jp
     for i, photo in enumerate(photos):
         if jpeg_quality > 0:
             dest = out / "train" / f"{i:04d}.jpg"
-            psnr = write_jpeg(photo, dest, jpeg_quality)
+            copy_psnr = write_jpeg(photo, dest, jpeg_quality)
         else:
             dest = out / "train" / f"{i:04d}{photo.suffix.lower()}"
             shutil.copyfile(photo, dest)
@@ -74,7 +74,7 @@ def pack(checkpoint: Path, data: Path, out: Path, budget: int, seed: int = 0, jp
         left -= size
         taken += 1
         if jpeg_quality > 0:
-            psnrs.append(psnr)
+            psnrs.append(copy_psnr)
     result = {"photos": taken, "of": len(photos), "bytes": tree_bytes(out),
               "photo_bytes": tree_bytes(out / "train"), "all_photo_bytes": sum(p.stat().st_size for p in photos)}
     if psnrs:
