@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if resume:
         state = load_checkpoint(resume)
         model_cfg = GHVAEConfig(**state["model_config"])
-    model = (GHVAE(model_cfg) if state is None else model_from_state(state)).to(device)
+    model = (GHVAE(model_cfg) if state is None else model_from_state(state, resume)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:

@@ -76,9 +76,14 @@ def model_id(model: GHVAE) -> bytes:
     return digest.digest()[:8]
 
 
-def model_from_state(state: dict) -> GHVAE:
-    model = GHVAE(GHVAEConfig(**state["model_config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+def model_from_state(state: dict, source: str = "the state") -> GHVAE:
+    """The fp32 GHVAE of a model file's or checkpoint's dict; a one-line ValueError if its weights do not fit."""
+    try:
+        model = GHVAE(GHVAEConfig(**state["model_config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    except LOAD_ERRORS as exc:
+        raise ValueError(f"{source} is not a hitcodec model file (its weights do not fit its config: "
+                         f"{type(exc).__name__})") from None
     return model.eval()
 
 
@@ -88,11 +93,7 @@ def load_model(path: str | None = None) -> LoadedModel:
     path = str(path or DEFAULT_WEIGHTS)
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    state = load_state(path)
-    try:
-        model = model_from_state(state)
-    except LOAD_ERRORS as exc:
-        raise ValueError(f"{path} is not a hitcodec model file ({type(exc).__name__})") from None
+    model = model_from_state(load_state(path), path)
     for p in model.parameters():
         p.requires_grad_(False)
     return LoadedModel(model, model_id(model), path)

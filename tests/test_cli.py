@@ -180,3 +180,14 @@ def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, png, content):
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
     assert r.exit_code == 1 and "is not a hitcodec model file" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "out.hit").exists()
+
+
+def test_a_model_whose_weights_do_not_fit_its_config_is_a_one_line_error(tmp_path, png, tiny_path):
+    import torch
+
+    state = torch.load(tiny_path, weights_only=True)
+    state["model_config"]["n"] += 8
+    bad = tmp_path / "mismatch.pt"
+    torch.save(state, bad)
+    r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
+    assert r.exit_code == 1 and "weights do not fit its config" in r.output and len(r.output) < 300
