@@ -12,15 +12,16 @@
 # checkpoint left in $RUN (Adam's state included) instead of .carry/start.pt, and skips the speed table.
 # Settings (environment): DEADLINE (540), DEVICE (cuda), BATCH (16), PATCH (256), LR (6e-5), EVAL_EVERY (500),
 # SPEED_STEPS (30, more until each variant is timed for 5 s; 0 skips the speed tables), SPEED_WARMUP (50),
-# SPEED_MAX (150), VARIANTS (eager,channels_last,amp,all), SPEED_BATCH2 (64: eager and all three options again at
-# this batch into train-speed-b$SPEED_BATCH2.json, to see whether a larger batch pays; at most SPEED_MAX/2 s and
-# only while 300 s are left; 0 skips),
-# OUT (set by the device tool; /tmp/device-out otherwise).
+# SPEED_MAX (150), VARIANTS (eager,all,graphs), SPEED_BATCH2 (0; e.g. 64: eager and all three options again at
+# this batch into train-speed-b$SPEED_BATCH2.json; at most SPEED_MAX/2 s and only while 300 s are left),
+# COMPILE_MODE (reduce-overhead: the step replayed as CUDA graphs, 2.5x plain eager on an H200; "default" without),
+# EXTRA (more flags for hitcodec train, e.g. "--steps 200000"), OUT (set by the device tool; /tmp/device-out otherwise).
 set -uo pipefail
 T0=$SECONDS
 DEADLINE=${DEADLINE:-540} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-6e-5}
 EVAL_EVERY=${EVAL_EVERY:-500} SPEED_STEPS=${SPEED_STEPS:-30} SPEED_WARMUP=${SPEED_WARMUP:-50}
-SPEED_MAX=${SPEED_MAX:-150} VARIANTS=${VARIANTS:-eager,channels_last,amp,all} SPEED_BATCH2=${SPEED_BATCH2:-64}
+SPEED_MAX=${SPEED_MAX:-150} VARIANTS=${VARIANTS:-eager,all,graphs} SPEED_BATCH2=${SPEED_BATCH2:-0}
+COMPILE_MODE=${COMPILE_MODE:-reduce-overhead} EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/device-out} RUN=${RUN:-/tmp/hitcodec-run}
 mkdir -p "$OUT"
 left() { echo $((DEADLINE - (SECONDS - T0))); }
@@ -29,15 +30,7 @@ if [ -f "$RUN/last.pt" ]; then
     START=$RUN/last.pt SPEED_STEPS=0
     echo "continuing $START"
 fi
-if [ -d .whl ] && ! python3 -c "import compressai, constriction" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
-python3 -c "import torch, numpy, compressai, hitcodec.train
-print('torch', torch.__version__, 'numpy', numpy.__version__,
-      torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" || exit 1
+source benchmarks/device_env.sh || exit 1
 if [ "$SPEED_STEPS" -gt 0 ]; then
     timeout "$SPEED_MAX" python3 -m benchmarks.train_speed --data .carry/train --device "$DEVICE" --batch "$BATCH" \
         --patch "$PATCH" --steps "$SPEED_STEPS" --warmup "$SPEED_WARMUP" --variants "$VARIANTS" \
@@ -56,7 +49,8 @@ train() {  # extra flags; trains until a minute before the deadline
     echo "training for $minutes min $*"
     timeout $(($(left) - 20)) python3 -m hitcodec train --resume "$START" --data .carry/train --out "$RUN" \
         --device "$DEVICE" --minutes "$minutes" --amp --channels-last --betas mix --lr "$LR" --lr-drop 0.6 \
-        --batch "$BATCH" --patch "$PATCH" --eval-every "$EVAL_EVERY" "$@" 2>&1 | tr '\r' '\n' | grep -v '^ *$' \
+        --batch "$BATCH" --patch "$PATCH" --eval-every "$EVAL_EVERY" --compile-mode "$COMPILE_MODE" $EXTRA "$@" \
+        2>&1 | tr '\r' '\n' | grep -v '^ *$' \
         | tee -a "$OUT/train.log"
 }
 train --compile

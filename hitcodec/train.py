@@ -39,7 +39,7 @@ class TrainConfig:
     batch: int = 8  # crops per step
     lr: float = 2e-4  # Adam learning rate
     lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of the steps) the lr is divided by 3
-    steps: int = 100_000  # stop after this many steps in total (across resumes)
+    steps: int = 1_000_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
     betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE);
@@ -52,6 +52,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast of the transforms (the rates stay in fp32)
     channels_last: bool = False  # NHWC memory layout for the convolutions
     compile: bool = False  # torch.compile the model's training pass
+    compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" also replays the step as CUDA graphs
     seed: int = 0
 
 
@@ -220,7 +221,15 @@ def prepare_model(model: GHVAE, cfg: TrainConfig, world: int = 1) -> torch.nn.Mo
 
         device = next(model.parameters()).device
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return torch.compile(net) if cfg.compile else net
+    return torch.compile(net, mode=cfg.compile_mode) if cfg.compile else net
+
+
+def to_device(tensors: tuple[torch.Tensor, ...], device: str | torch.device) -> tuple[torch.Tensor, ...]:
+    """CPU tensors (the sampled betas) onto the device. On CUDA through pinned memory without blocking: a plain
+    copy from pageable memory waits for the GPU to finish all queued work, once per tensor and step."""
+    if torch.device(device).type != "cuda":
+        return tuple(t.to(device) for t in tensors)
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
 def training_step(net: torch.nn.Module, model: GHVAE, opt: torch.optim.Optimizer, x: torch.Tensor,
@@ -268,6 +277,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             best, history = state["best_score"], state["history"]
         for group in opt.param_groups:
             group["lr"] = cfg.lr
+    if step >= cfg.steps:
+        raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
+                         "give a larger --steps")
     sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank, device)
     dev_images = load_dev_images(cfg) if rank == 0 else []
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
@@ -301,7 +313,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         for group in opt.param_groups:
             group["lr"] = cfg.lr / 3 if done >= cfg.lr_drop else cfg.lr
         x = sampler.sample(cfg.batch)
-        beta2, beta1 = (b.to(device) for b in sample_betas(cfg.batch, cfg.betas, gen))
+        beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
         out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
         step += 1
@@ -312,7 +324,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 bpp = ((out["rate_z2"] + out["rate_z1"]).mean() / math.log(2) / pixels).item()
                 mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).mean().item()
             bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{bpp:.3f}",
-                            psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}")
+                            psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}", refresh=False)
         out_of_time = cfg.minutes > 0 and time.time() - start > cfg.minutes * 60
         if world > 1:  # every process stops at the same step: process 0's clock decides
             import torch.distributed as dist

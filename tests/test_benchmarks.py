@@ -25,12 +25,17 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     Image.fromarray(photo[32:96, 64:128]).save(images / "b.png")
     out = tmp_path / "out"
     rd.main(["--images", str(images), "--out", str(out), "--grid", "3", "--codecs", "jpeg,webp",
-             "--model", str(tiny_path), "--no-speed"])
+             "--model", str(tiny_path), "--baseline-model", str(tiny_path), "--no-speed"])
     grid = json.loads((out / "grid.json").read_text())
     assert len(grid["grid"]) == 9 and all("bpp_z2" in p for p in grid["grid"])
+    bd = grid["bd_rate_percent"]
+    assert set(bd) >= {"hitcodec-hull", "beta-vae-model"}  # the same tiny model as its own baseline: 0 % apart
+    assert abs(bd["beta-vae-model"]["diagonal"]) < 1e-6 and abs(bd["hitcodec-diagonal"]["beta-vae-model"]) < 1e-6
+    assert "vs beta-vae-model" in (out / "REPORT.md").read_text()
     hull = json.loads((out / "hitcodec-hull.json").read_text())
     assert set(hull["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb"}
-    for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json"):
+    for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json",
+                 "beta-vae-model.json"):
         assert (out / name).exists(), name
 
 

@@ -43,6 +43,20 @@ def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
         assert result.output.count("\n") == 1 and not (tmp_path / "out.pt").exists()
 
 
+def test_train_cli_resume_past_its_steps_is_a_one_line_error(tmp_path, tiny_path):
+    import torch
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    weights = tmp_path / "at-step-120.pt"
+    torch.save({**torch.load(tiny_path, map_location="cpu", weights_only=False), "step": 120}, weights)
+    result = CliRunner().invoke(main, ["train", "--resume", str(weights), "--data", str(tmp_path),
+                                       "--out", str(tmp_path / "o"), "--steps", "100"])
+    assert result.exit_code == 1 and "already at step 120" in result.output, result.output
+    assert result.output.count("\n") == 1 and not (tmp_path / "o" / "last.pt").exists()
+
+
 def test_train_cli_rejects_bad_betas_mode(tmp_path):
     from click.testing import CliRunner
 

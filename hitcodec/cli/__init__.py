@@ -473,8 +473,10 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the training pass.")
+@click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead"]),
+              help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (GPU only).")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_):
+          amp, channels_last, compile_, compile_mode):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
 
@@ -488,7 +490,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     del state
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
-                         device=device, amp=amp, channels_last=channels_last, compile=compile_)
+                         device=device, amp=amp, channels_last=channels_last, compile=compile_,
+                         compile_mode=compile_mode)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     result = run_training(cfg, resume=resume)
