@@ -66,6 +66,9 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
         result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                            "--betas", bad])
         assert result.exit_code == 2 and "--betas" in result.output, result.output
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                       "--compile-mode", "max-speed"])
+    assert result.exit_code == 2 and "--compile-mode" in result.output, result.output
 
 
 def test_train_resume_and_export(tmp_path, photo):
