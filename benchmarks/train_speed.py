@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:  # after every variant, so that a run stopped by its time limit keeps what it measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    failed = [name for name, r in results.items() if "error" in r]
+    if failed:
+        raise SystemExit(f"variants failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -142,6 +142,17 @@ def test_train_speed_benchmark_reports_each_variant(tmp_path, photo):
     assert all(r["timed_steps"] >= 2 and r["timed_steps"] / r["steps_per_s"] >= 0.3 for r in results.values())
 
 
+def test_train_speed_benchmark_keeps_going_past_a_failed_variant(tmp_path, photo):
+    from benchmarks import train_speed
+
+    out = tmp_path / "speed.json"
+    with pytest.raises(SystemExit, match="variants failed: eager, amp"):  # crops larger than every photo
+        train_speed.main(["--data", str(_folder(tmp_path, photo)), "--tiny", "--device", "cpu", "--patch", "1024",
+                          "--variants", "eager,amp", "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"eager", "amp"} and all("no training images" in r["error"] for r in results.values())
+
+
 def test_torchrun_two_processes(tmp_path, photo):
     """DistributedDataParallel on CPU (gloo), as a user would launch it with torchrun."""
     import subprocess
