@@ -17,6 +17,12 @@ crops of the dev-eval photos, and the report gives
 - the BD-rate of the square and mix models' best split per total rate (the upper hull of their (beta2, beta1)
   grid) against their own diagonal and against the diagonal model.
 Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
+
+    python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
+
+measures models trained elsewhere instead (e.g. full size on a GPU by benchmarks/device_equal_steps.sh, with
+``--crop 0`` for the whole dev photos); the names are those above, and a comparison whose models are missing is
+left out.
 """
 
 from __future__ import annotations
@@ -39,14 +45,16 @@ from hitcodec.weights import load_model
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
 FIXED = (0.2, 1.0, 5.0)
 CONDITIONED = ("square", "mix", "diagonal")  # training modes of the beta-conditioned models (hitcodec.train)
+NAMES = {**{name: name for name in CONDITIONED}, **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
 
 
 def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
-    """Centre crops (at most side x side) of the dev-eval photos, as RGB codec images."""
+    """Centre crops (at most side x side; 0 = whole) of the dev-eval photos, as RGB codec images."""
     images = []
     for path in dev_eval_photos():
         rgb = read_image(path).rgb
         h, w = rgb.shape[:2]
+        side = side or max(h, w)
         top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
         images.append((path.name, CodecImage(np.ascontiguousarray(rgb[top:top + side, left:left + side]), None, "RGB")))
     return images
@@ -78,13 +86,18 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     images = dev_crops(args.crop)
-    names = {**{name: name for name in CONDITIONED}, **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
-    checkpoints = {name: train_model(name, mode, args) for name, mode in names.items()}
+    if args.model:  # measured, not trained here
+        checkpoints = {name: Path(path) for name, path in args.model.items()}
+    else:
+        checkpoints = {name: train_model(name, mode, args) for name, mode in NAMES.items()}
+    conditioned = [m for m in CONDITIONED if m in checkpoints]
+    configs, steps = {}, {}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
     grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
     curves, hulls = {}, {}
     for name, path in checkpoints.items():
         loaded = load_model(str(path))
+        configs[name], steps[name] = loaded.model.config, load_checkpoint(path).get("step", 0)
         if name.startswith("fixed-"):
             b = float(name[len("fixed-"):])
             curves[name] = measure_ghvae(loaded, images, [(b, b)], name)
@@ -93,21 +106,26 @@ def run(args) -> dict:
         if name != "diagonal":
             curves[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
             hulls[name] = upper_hull(curves[f"{name}-grid"] + curves[name])
-    fixed = [curves[f"fixed-{b:g}"][0] for b in FIXED]
-    gaps = {}
-    for model in CONDITIONED:
+    fixed = [curves[f"fixed-{b:g}"][0] for b in FIXED if f"fixed-{b:g}" in curves]
+    gaps, bd = {}, {}
+    for model in conditioned:
         at = {p["beta1"]: p for p in curves[model]}
+        sigma_x = configs[model].sigma_x
         gaps[model] = [{"beta": f["beta1"], "fixed_bpp": f["bpp"], "fixed_psnr": f["psnr"],
                         "bpp": at[f["beta1"]]["bpp"], "psnr": at[f["beta1"]]["psnr"],
-                        "objective_gap_pct": 100 * (objective(at[f["beta1"]], SMALL.sigma_x)
-                                                    / objective(f, SMALL.sigma_x) - 1)}
+                        "objective_gap_pct": 100 * (objective(at[f["beta1"]], sigma_x) / objective(f, sigma_x) - 1)}
                        for f in fixed]
-    bd = {f"{m} model at beta2 = beta1 vs the fixed-beta models": bd_rate(fixed, curves[m]) for m in CONDITIONED}
+        if len(fixed) >= 2:
+            bd[f"{model} model at beta2 = beta1 vs the fixed-beta models"] = bd_rate(fixed, curves[model])
     for m in hulls:
-        bd[f"{m} model at beta2 = beta1 vs the diagonal model"] = bd_rate(curves["diagonal"], curves[m])
+        if "diagonal" in curves:
+            bd[f"{m} model at beta2 = beta1 vs the diagonal model"] = bd_rate(curves["diagonal"], curves[m])
         bd[f"{m} model's hull vs its own beta2 = beta1"] = bd_rate(curves[m], hulls[m])
-        bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
-    results = {"config": {**vars(args), "model": SMALL.to_dict(), "fixed": FIXED,
+        if "diagonal" in curves:
+            bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
+    arch = next(iter(configs.values())).to_dict()
+    results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
+                          "models": {n: str(p) for n, p in (args.model or {}).items()},
                           "images": [n for n, _ in images]},
                "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd}
     strip = json.loads(json.dumps(results, default=float))
@@ -118,19 +136,19 @@ def run(args) -> dict:
         for p in points:
             p.pop("images", None)
     (out / "results.json").write_text(json.dumps(strip, indent=1))
-    plot(out, curves, hulls, fixed)
+    plot(out, curves, hulls, fixed, conditioned)
     (out / "REPORT.md").write_text(report(strip))
     return strip
 
 
-def plot(out: Path, curves: dict, hulls: dict, fixed: list[dict]) -> None:
+def plot(out: Path, curves: dict, hulls: dict, fixed: list[dict], conditioned: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    for i, name in enumerate(CONDITIONED):
+    for i, name in enumerate(conditioned):
         pts = sorted(curves[name], key=lambda p: p["bpp"])
         ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o--", ms=3, c=f"C{i}",
                 label=f"{name} model, beta2 = beta1")
@@ -150,12 +168,19 @@ def plot(out: Path, curves: dict, hulls: dict, fixed: list[dict]) -> None:
 
 def report(results: dict) -> str:
     cfg = results["config"]
+    crops = f"centre crops of at most {cfg['crop']}^2" if cfg["crop"] else "whole"
+    if cfg.get("models"):
+        trained = ", ".join(f"{n} {cfg['steps_trained'][n]} steps ({p})" for n, p in cfg["models"].items())
+        how = f"`python -m benchmarks.fixed_beta --model NAME=PATH ...`: models trained elsewhere: {trained}"
+        title = "# Equal steps: beta-conditioned vs fixed-beta vs beta-VAE"
+    else:
+        how = (f"`python -m benchmarks.fixed_beta --steps {cfg['steps']}`: {cfg['steps']} steps of {cfg['batch']} x "
+               f"{cfg['patch']}^2 crops for every model, lr {cfg['lr']:g}, seed {cfg['seed']}")
+        title = "# Equal steps: beta-conditioned vs fixed-beta vs beta-VAE (small scale)"
     lines = [
-        "# Equal steps: beta-conditioned vs fixed-beta vs beta-VAE (small scale)", "",
-        f"`python -m benchmarks.fixed_beta --steps {cfg['steps']}`: model {cfg['model']}, {cfg['steps']} steps "
-        f"of {cfg['batch']} x {cfg['patch']}^2 crops for every model, lr {cfg['lr']:g}, seed {cfg['seed']}; "
-        f"measured with real bytes on {len(cfg['images'])} dev-eval photos, centre crops of at most "
-        f"{cfg['crop']}^2.", "",
+        title, "",
+        f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
+        "",
         "![curves](fixed_beta.png)", "",
         "## BD-rate (%, negative = fewer bits at equal PSNR)", "",
         "| test vs anchor | BD-rate |", "|---|---|",
@@ -200,7 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--model", action="append", metavar="NAME=PATH",
+                        help=f"measure this model instead of training (repeat; NAME one of {', '.join(NAMES)})")
     args = parser.parse_args(argv)
+    if args.model:
+        models = dict(m.partition("=")[::2] for m in args.model)
+        bad = [n for n, path in models.items() if n not in NAMES or not Path(path).is_file()]
+        if bad:
+            parser.error(f"--model needs NAME=PATH with NAME one of {', '.join(NAMES)} and an existing file: {bad}")
+        args.model = models
     if args.quick:
         args.steps, args.crop, args.diagonal, args.grid, args.patch = 8, 64, 3, 2, 64
     results = run(args)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import fixed_beta
@@ -32,3 +33,19 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert len(stamps) == 6
     fixed_beta.main(argv)  # every model already has its steps: nothing is retrained
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # models trained elsewhere (e.g. on a GPU): measured, not trained; comparisons without their models left out
+    runs, out2 = tmp_path / "runs", tmp_path / "out2"
+    fixed_beta.main(["--out", str(out2), "--quick", "--threads", "1", "--quiet", "--model", f"mix={runs}/mix/last.pt",
+                     "--model", f"fixed-1={runs}/fixed-1/last.pt", "--model", f"fixed-5={runs}/fixed-5/last.pt"])
+    results = json.loads((out2 / "results.json").read_text())
+    assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1", "fixed-5"}
+    assert set(results["bd_rate_pct"]) == {"mix model at beta2 = beta1 vs the fixed-beta models",
+                                           "mix model's hull vs its own beta2 = beta1"}
+    assert [g["beta"] for g in results["gaps"]["mix"]] == [1.0, 5.0] and results["config"]["steps_trained"]["mix"] == 8
+    assert "models trained elsewhere: mix 8 steps" in (out2 / "REPORT.md").read_text()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for bad in ("blend=" + str(runs / "mix" / "last.pt"), "mix=" + str(runs / "missing.pt"), "mix"):
+        with pytest.raises(SystemExit) as exc:
+            fixed_beta.main(["--out", str(out2), "--model", bad])
+        assert exc.value.code == 2
