@@ -1,7 +1,8 @@
 """Training of the beta-conditioned GHVAE: one model for every (beta2, beta1) in [0.1, 10]^2.
 
-Each image in a batch gets its own log beta2 and log beta1, drawn independently and uniformly over
-[ln 0.1, ln 10] (or on the diagonal only, for the conventional beta-VAE baseline). Checkpoints carry their
+Each image in a batch gets its own beta2 and beta1, log-uniform over the square [0.1, 10]^2 or, with equal odds,
+its z2-heavy corner ("mix", the default; see `sample_betas` for the other modes, e.g. the diagonal only for the
+conventional beta-VAE baseline). Checkpoints carry their
 own config, so ``hitcodec train --resume CKPT`` needs no other flags; the best checkpoint is chosen by the
 dev-eval rate/distortion objective, not by the training loss.
 """
@@ -42,8 +43,8 @@ class TrainConfig:
     steps: int = 1_000_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
-    betas: str = "square"  # "square": beta2, beta1 independent; "diagonal": beta2 = beta1 (conventional beta-VAE);
-    # "z2-heavy": only the corner where z2 is cheap; "mix": half square, half corner
+    betas: str = "mix"  # "mix": half square, half corner (keeps z2 alive); "square": beta2, beta1 independent;
+    # "diagonal": beta2 = beta1 (conventional beta-VAE); "z2-heavy": only the corner where z2 is cheap
     eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
     dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
@@ -304,7 +305,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
 
     start = time.time()
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=None if cfg.minutes > 0 else cfg.steps, initial=step, disable=not progress or rank != 0,
+               dynamic_ncols=True)  # a --minutes budget ends the run by the clock: no step total to count down
     result: dict = {}
     first_step = step
     while step < cfg.steps:
