@@ -65,9 +65,13 @@ class PatchSampler:
         self.device = torch.device(device)  # the photos live there (uint8), so crops never cross the bus
         self.images = [torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).contiguous().to(self.device)
                        for p in paths]
+        loaded = len(self.images)
         self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise ValueError(f"no training images of at least {patch}x{patch} pixels in {folder}")
+        if len(self.images) < loaded:
+            log.warning("%d of %d training images are smaller than the %d-px crops and are not used",
+                        loaded - len(self.images), loaded, patch)
         areas = np.array([im.shape[1] * im.shape[2] for im in self.images], dtype=np.float64)
         self.weights = np.sqrt(areas) / np.sqrt(areas).sum()  # favour big photos, keep small ones in play
         self.patch, self.min_scale = patch, min_scale

@@ -142,6 +142,17 @@ def test_train_speed_benchmark_reports_each_variant(tmp_path, photo):
     assert all(r["timed_steps"] >= 2 and r["timed_steps"] / r["steps_per_s"] >= 0.3 for r in results.values())
 
 
+def test_patch_sampler_says_which_images_are_too_small(tmp_path, photo, caplog):
+    from hitcodec.train import PatchSampler
+
+    Image.fromarray(photo).save(tmp_path / "big.png")  # 96 x 128
+    Image.fromarray(photo[:48, :64]).save(tmp_path / "small.png")
+    with caplog.at_level("WARNING", logger="hitcodec.train"):
+        sampler = PatchSampler(str(tmp_path), 64, 0.5, 0)
+    assert len(sampler) == 1 and "1 of 2 training images are smaller than the 64-px crops" in caplog.text
+    assert sampler.sample(2).shape == (2, 3, 64, 64)
+
+
 def test_train_speed_benchmark_keeps_going_past_a_failed_variant(tmp_path, photo):
     from benchmarks import train_speed
 
