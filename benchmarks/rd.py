@@ -51,8 +51,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(_ms_ssim(ta, tb, data_range=255))
 
 
-def log_grid(n: int) -> list[float]:
-    return [float(v) for v in np.round(np.logspace(-1, 1, n), 4)]
+def log_grid(n: int, lo: float = 0.1, hi: float = 10.0) -> list[float]:
+    """n values log-spaced over [lo, hi] (a model's beta range), rounded to 4 decimals."""
+    return [float(v) for v in np.round(np.logspace(math.log10(lo), math.log10(hi), n), 4)]
 
 
 def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tuple[float, float]],
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     loaded = resolve_model(args.model)
     images = [(p.name, read_image(p)) for p in paths]
 
-    betas = log_grid(args.grid)
+    betas = log_grid(args.grid, loaded.model.config.beta_min, loaded.model.config.beta_max)
     grid = measure_ghvae(loaded, images, [(b2, b1) for b2 in betas for b1 in betas], "GHVAE grid", device)
     diagonal = sorted([p for p in grid if p["beta2"] == p["beta1"]], key=lambda p: p["bpp"])
     hull = upper_hull(grid)

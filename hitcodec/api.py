@@ -62,8 +62,9 @@ def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: 
              verify: bool = False, device: str = "cpu") -> bytes:
     """Compress an image (Pillow image, uint8 array, path, file or bytes) to .hit bytes.
 
-    beta2 and beta1 in [0.1, 10] weigh the rates of z2 and of z1 against distortion: larger means fewer bits in
-    that layer. beta2 == beta1 is the conventional beta-VAE; about 0.3 bpp at 1, 1 with the shipped model.
+    beta2 and beta1, in the model's range ([0.1, 10] for the shipped model), weigh the rates of z2 and of z1
+    against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
+    0.3 bpp at 1, 1 with the shipped model.
     """
     return compress_image(image, beta2, beta1, model=model, verify=verify).data
 

@@ -21,7 +21,7 @@ import torch
 from hitcodec import bitstream, coding
 from hitcodec.bitstream import BitstreamError, Header
 from hitcodec.image import CodecImage
-from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, log_beta_input, pad_to_stride
+from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, GHVAEConfig, log_beta_input, pad_to_stride
 from hitcodec.weights import LoadedModel, resolve_device
 
 LAYERS = ("z2", "z1")  # coding order: top layer first
@@ -31,16 +31,18 @@ class ModelMismatchError(ValueError):
     """A bitstream made by another model than the one given for decoding."""
 
 
-def check_betas(beta2: float, beta1: float) -> tuple[float, float]:
-    """Validate the multipliers and round them to float32, the precision stored in the bitstream."""
+def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -> tuple[float, float]:
+    """Validate the multipliers against the model's trained range (``config``; default [0.1, 10]) and round them
+    to float32, the precision stored in the bitstream."""
+    lo, hi = (config.beta_min, config.beta_max) if config is not None else (BETA_MIN, BETA_MAX)
     checked = []
     for name, beta in (("beta2", beta2), ("beta1", beta1)):
         try:
             value = float(beta)
         except (TypeError, ValueError):
             value = float("nan")
-        if isinstance(beta, bool) or not math.isfinite(value) or not BETA_MIN <= value <= BETA_MAX:
-            raise ValueError(f"{name} must be a finite number in [{BETA_MIN:g}, {BETA_MAX:g}], got {beta!r}")
+        if isinstance(beta, bool) or not math.isfinite(value) or not lo <= value <= hi:
+            raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {beta!r}")
         checked.append(float(np.float32(value)))
     return checked[0], checked[1]
 
@@ -142,7 +144,7 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     ``device`` runs the image-side networks (analysis and the posteriors); the priors, which both sides must
     compute bit for bit alike, always run on the CPU, so a file decodes the same whichever device encoded it.
     """
-    beta2, beta1 = check_betas(beta2, beta1)
+    beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
     model, device = loaded.model, resolve_device(device)
     net = loaded.on(device)
     height, width = image.rgb.shape[:2]
@@ -198,7 +200,7 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     if len(parts) != len(LAYERS) + has_alpha:
         raise BitstreamError(f"hitcodec file has {len(parts)} payloads, expected {len(LAYERS) + has_alpha}")
     try:
-        beta2, beta1 = check_betas(header.beta2, header.beta1)
+        beta2, beta1 = check_betas(header.beta2, header.beta1, loaded.model.config)
     except ValueError as exc:
         raise BitstreamError(f"corrupt hitcodec header: {exc}") from exc
     model = loaded.model

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hitcodec import codec
-from hitcodec.models.ghvae import BETA_MAX, BETA_MIN
-
-LOG_MIN, LOG_MAX = math.log(BETA_MIN), math.log(BETA_MAX)
 
 
 @dataclass(frozen=True)
@@ -90,17 +87,20 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
                      max_encodes: int = 8, device: str = "cpu") -> TargetResult:
     """Encode with beta2 = ratio * c and beta1 = c, searching c until the file is within ``tolerance`` of
     ``target_bytes`` (or the square's edge is reached)."""
-    if not math.isfinite(ratio) or not BETA_MIN / BETA_MAX <= ratio <= BETA_MAX / BETA_MIN:
-        raise ValueError(f"the ratio beta2/beta1 must lie in [0.01, 100], got {ratio}")
+    beta_min, beta_max = loaded.model.config.beta_min, loaded.model.config.beta_max
+    if not math.isfinite(ratio) or not beta_min / beta_max <= ratio <= beta_max / beta_min:
+        raise ValueError(f"the ratio beta2/beta1 must lie in [{beta_min / beta_max:g}, {beta_max / beta_min:g}], "
+                         f"got {ratio}")
     if target_bytes <= 0:
         raise ValueError("the target size must be positive")
-    lo = max(LOG_MIN, LOG_MIN - math.log(ratio))
-    hi = min(LOG_MAX, LOG_MAX - math.log(ratio))
+    log_min, log_max = math.log(beta_min), math.log(beta_max)
+    lo = max(log_min, log_min - math.log(ratio))
+    hi = min(log_max, log_max - math.log(ratio))
     cache: dict[float, codec.Coded] = {}
 
     def betas(u: float) -> tuple[float, float]:
         c = math.exp(u)
-        return _clamp(ratio * c, BETA_MIN, BETA_MAX), _clamp(c, BETA_MIN, BETA_MAX)
+        return _clamp(ratio * c, beta_min, beta_max), _clamp(c, beta_min, beta_max)
 
     def bits_at(u: float) -> float:
         cache[u] = codec.encode(loaded, image, *betas(u), device=device)
@@ -124,13 +124,15 @@ def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: 
     """Search (beta2, beta1) until each layer's actual coded bits are within ``tolerance`` of its target."""
     if min(target_bpp_z2, target_bpp_z1) <= 0:
         raise ValueError("per-layer target rates must be positive")
+    beta_min, beta_max = loaded.model.config.beta_min, loaded.model.config.beta_max
+    log_min, log_max = math.log(beta_min), math.log(beta_max)
     pixels = image.rgb.shape[0] * image.rgb.shape[1]
     targets = (target_bpp_z2, target_bpp_z1)
-    logs = [0.0, 0.0]  # log beta2, log beta1
+    logs = [_clamp(0.0, log_min, log_max)] * 2  # log beta2, log beta1: start at 1 where the range allows
     slopes = [1.0, 1.0]  # -d log R_layer / d log beta_layer, refined by secant steps
     history: list[tuple[list[float], list[float], codec.Coded]] = []
     for _ in range(max_encodes):
-        coded = codec.encode(loaded, image, *(_clamp(math.exp(v), BETA_MIN, BETA_MAX) for v in logs), device=device)
+        coded = codec.encode(loaded, image, *(_clamp(math.exp(v), beta_min, beta_max) for v in logs), device=device)
         rates = [max(8 * layer.payload_bytes / pixels, 1e-6) for layer in coded.layers]
         errs = [math.log(r / t) for r, t in zip(rates, targets)]
         history.append((list(logs), errs, coded))
@@ -142,7 +144,7 @@ def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: 
                 d = logs[i] - prev_logs[i]
                 if abs(d) > 1e-3:
                     slopes[i] = _clamp(-(errs[i] - prev_errs[i]) / d, 0.2, 5.0)
-        logs = [_clamp(logs[i] + errs[i] / slopes[i], LOG_MIN, LOG_MAX) for i in range(2)]
+        logs = [_clamp(logs[i] + errs[i] / slopes[i], log_min, log_max) for i in range(2)]
         if logs == history[-1][0]:  # pinned at the square's edge
             break
     logs, errs, coded = min(history, key=lambda h: max(abs(e) for e in h[1]))

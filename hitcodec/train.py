@@ -1,4 +1,4 @@
-"""Training of the beta-conditioned GHVAE: one model for every (beta2, beta1) in [0.1, 10]^2.
+"""Training of the beta-conditioned GHVAE: one model for every (beta2, beta1) in its square, [0.1, 10]^2 by default.
 
 Each image in a batch gets its own beta2 and beta1, log-uniform over the square [0.1, 10]^2 or, with equal odds,
 its z2-heavy corner ("mix", the default; see `sample_betas` for the other modes, e.g. the diagonal only for the
@@ -55,6 +55,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's training pass
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" also replays the step as CUDA graphs
     seed: int = 0
+    beta_range: tuple[float, float] | None = None  # set the model's beta square (e.g. widen it); None keeps it
 
 
 class PatchSampler:
@@ -103,31 +104,34 @@ class PatchSampler:
 BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "fixed:BETA2,BETA1")
 
 
-def parse_fixed_betas(mode: str) -> tuple[float, float] | None:
+def parse_fixed_betas(mode: str, beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)) -> tuple[float, float] | None:
     """(beta2, beta1) of a "fixed:BETA2,BETA1" mode (one model per point, the equal-steps reference); None for
-    the sampled modes. Raises ValueError for a malformed mode or a point outside [0.1, 10]^2."""
+    the sampled modes. Raises ValueError for a malformed mode or a point outside the square ``beta_range``^2."""
     if not mode.startswith("fixed:"):
         return None
     try:
         beta2, beta1 = (float(v) for v in mode[len("fixed:"):].split(","))
     except ValueError:
         raise ValueError(f"fixed betas must read fixed:BETA2,BETA1, not {mode!r}") from None
-    if not (BETA_MIN <= beta2 <= BETA_MAX and BETA_MIN <= beta1 <= BETA_MAX):
-        raise ValueError(f"fixed betas must lie in [{BETA_MIN:g}, {BETA_MAX:g}], not {mode!r}")
+    lo, hi = beta_range
+    if not (lo <= beta2 <= hi and lo <= beta1 <= hi):
+        raise ValueError(f"fixed betas must lie in [{lo:g}, {hi:g}], not {mode!r}")
     return beta2, beta1
 
 
-def sample_betas(batch: int, mode: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(beta2, beta1), log-uniform: over the square, on its diagonal, in the z2-heavy corner (beta2 in
-    [0.1, 0.5], beta1 in [2, 10], where bits in z1 cost 4-100x more than in z2), or "mix": each image from the
-    square or the corner with equal odds (uniform sampling alone lets z2 collapse; see README); or one point,
-    "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
-    fixed = parse_fixed_betas(mode)
+def sample_betas(batch: int, mode: str, generator: torch.Generator,
+                 beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(beta2, beta1), log-uniform over the square ``beta_range``^2 (default [0.1, 10]^2): over the square, on its
+    diagonal, in the z2-heavy corner (beta2 within 5x of the low end, beta1 within 5x of the high end: for the
+    default square beta2 in [0.1, 0.5], beta1 in [2, 10], where bits in z1 cost 4-100x more than in z2), or "mix":
+    each image from the square or the corner with equal odds (uniform sampling alone lets z2 collapse; see
+    README); or one point, "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
+    fixed = parse_fixed_betas(mode, beta_range)
     if fixed is not None:
         return torch.full((batch,), fixed[0]), torch.full((batch,), fixed[1])
     if mode not in BETA_MODES:
         raise ValueError(f"betas must be one of {BETA_MODES}, not {mode!r}")
-    lo, hi = math.log(BETA_MIN), math.log(BETA_MAX)
+    lo, hi = math.log(beta_range[0]), math.log(beta_range[1])
     u = torch.rand(batch, 2, generator=generator)
     square = u * (hi - lo) + lo
     corner = torch.stack([u[:, 0] * math.log(5) + lo, hi - u[:, 1] * math.log(5)], dim=1)
@@ -272,7 +276,12 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if resume:
         state = load_checkpoint(resume)
         model_cfg = GHVAEConfig(**state["model_config"])
-    model = (GHVAE(model_cfg) if state is None else model_from_state(state, resume)).to(device)
+    if cfg.beta_range:  # the square the model trains on and will accept from then on (the weights are unchanged)
+        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
+    beta_range = (model_cfg.beta_min, model_cfg.beta_max)
+    parse_fixed_betas(cfg.betas, beta_range)
+    model = (GHVAE(model_cfg) if state is None
+             else model_from_state({**state, "model_config": model_cfg.to_dict()}, resume)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history = 0, math.inf, []
     if state is not None:
@@ -319,7 +328,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         for group in opt.param_groups:
             group["lr"] = cfg.lr / 3 if done >= cfg.lr_drop else cfg.lr
         x = sampler.sample(cfg.batch)
-        beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen), device)
+        beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen, beta_range), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
         out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
         step += 1

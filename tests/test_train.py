@@ -57,6 +57,19 @@ def test_train_cli_resume_past_its_steps_is_a_one_line_error(tmp_path, tiny_path
     assert result.output.count("\n") == 1 and not (tmp_path / "o" / "last.pt").exists()
 
 
+def test_beta_range_is_checked_and_moves_the_sampled_square():
+    import torch
+
+    from hitcodec.models.ghvae import GHVAEConfig
+
+    for lo, hi in ((1.0, 1.0), (0.0, 10.0), (5.0, 2.0), (0.1, float("inf"))):
+        with pytest.raises(ValueError, match="beta range"):
+            GHVAEConfig(beta_min=lo, beta_max=hi)
+    g = torch.Generator().manual_seed(0)
+    b2, b1 = sample_betas(4000, "mix", g, (0.01, 10.0))
+    assert 0.01 <= b2.min() < 0.011 and 9.9 < b1.max() <= 10 and (b2 < 0.05).float().mean() > 0.5  # corner: 5x
+
+
 def test_train_cli_rejects_bad_betas_mode(tmp_path):
     from click.testing import CliRunner
 
@@ -69,6 +82,10 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                        "--compile-mode", "max-speed"])
     assert result.exit_code == 2 and "--compile-mode" in result.output, result.output
+    for args in (["--beta-range", "5,1"], ["--beta-range", "0.1"], ["--betas", "fixed:0.05,1"],
+                 ["--betas", "fixed:0.005,1", "--beta-range", "0.01,10"]):
+        result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code == 2 and ("--beta-range" in result.output or "--betas" in result.output), args
 
 
 def test_train_resume_and_export(tmp_path, photo):
@@ -99,6 +116,26 @@ def test_train_resume_and_export(tmp_path, photo):
     train(again, resume=str(tmp_path / "model.pt"), progress=False)
     assert load_checkpoint(tmp_path / "again" / "last.pt")["step"] == 6
     assert [json.loads(line)["step"] for line in (tmp_path / "again" / "log.jsonl").read_text().splitlines()] == [6]
+
+    # a wider beta square for the model: stored in its config, so the codec accepts the new betas from then on
+    from hitcodec import codec
+    from hitcodec.image import CodecImage
+
+    wide = TrainConfig(**{**state["train_config"], "steps": 7, "out": str(tmp_path / "wide"),
+                          "beta_range": (0.02, 10.0), "betas": "fixed:0.03,0.05"})
+    train(wide, resume=str(tmp_path / "model.pt"), progress=False)
+    export_weights(tmp_path / "wide" / "last.pt", tmp_path / "wide.pt")
+    widened = load_model(str(tmp_path / "wide.pt"))
+    assert (widened.model.config.beta_min, widened.model.config.beta_max) == (0.02, 10.0)
+    assert widened.model.config.to_dict()["beta_min"] == 0.02 and "beta_min" not in TINY.to_dict()
+    image = CodecImage(np.ascontiguousarray(photo[:64, :64]), None, "RGB")
+    coded = codec.encode(widened, image, 0.03, 0.05)
+    assert codec.decode(widened, coded.data).header.beta2 == np.float32(0.03)
+    with pytest.raises(ValueError, match=r"beta2 must be a finite number in \[0.1, 10\]"):
+        codec.encode(loaded, image, 0.03, 0.05)
+    with pytest.raises(ValueError, match=r"must lie in \[0.1, 10\]"):  # the default square refuses the point
+        train(TrainConfig(**{**state["train_config"], "steps": 8, "out": str(tmp_path / "narrow"),
+                             "betas": "fixed:0.03,0.05"}), resume=str(tmp_path / "model.pt"), progress=False)
 
 
 def _folder(tmp_path, photo):

@@ -20,8 +20,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hitcodec.models.ghvae import BETA_MAX, BETA_MIN
-
 EXIT_DATA, EXIT_USAGE = 1, 2
 
 
@@ -61,8 +59,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _beta(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and (not math.isfinite(value) or not BETA_MIN <= value <= BETA_MAX):
-        raise click.BadParameter(f"must be a finite number in [{BETA_MIN:g}, {BETA_MAX:g}], got {value}")
+    """Finite and positive here; the model's own range is checked once the model is loaded."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"must be a finite positive number, got {value}")
     return value
 
 
@@ -273,9 +272,10 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file ('-' for stdout); default: the input with suffix .hit.")
 @click.option("--beta2", type=float, default=1.0, show_default=True, callback=_beta,
-              help="Rate multiplier of the coarse layer z2, in [0.1, 10]; larger means fewer bits in z2.")
+              help="Rate multiplier of the coarse layer z2, in the model's range ([0.1, 10] for the shipped "
+                   "model); larger means fewer bits in z2.")
 @click.option("--beta1", type=float, default=1.0, show_default=True, callback=_beta,
-              help="Rate multiplier of the refinement layer z1 given z2, in [0.1, 10].")
+              help="Rate multiplier of the refinement layer z1 given z2, in the model's range.")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
               help="Search the rate (keeping beta2/beta1) until the file is within 2 % of this many bits per pixel.")
 @click.option("--target-size", type=click.IntRange(min=1),
@@ -292,13 +292,18 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
 def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, max_pixels,
              device, jobs, model_path):
     """Compress images (anything Pillow reads; a folder for its images; '-' for stdin) to .hit files."""
+    from hitcodec import codec
     from hitcodec.api import resolve_model
     from hitcodec.data import IMAGE_SUFFIXES
 
     if sum(v is not None for v in (target_bpp, target_size, target_rates)) > 1:
         raise click.UsageError("give at most one of --target-bpp, --target-size and --target-rates")
     layer_targets = _parse_rates(target_rates) if target_rates is not None else None
-    resolve_model(model_path)  # a bad model file fails once, before any input
+    loaded = resolve_model(model_path)  # a bad model file fails once, before any input
+    try:
+        codec.check_betas(beta2, beta1, loaded.model.config)
+    except ValueError as exc:
+        raise click.UsageError(f"{exc} (the range of model {loaded.model_id_hex})") from None
     inputs = _expand_inputs(inputs, IMAGE_SUFFIXES, "images")
     job = functools.partial(compress_one, beta2=beta2, beta1=beta1, target_bpp=target_bpp, target_size=target_size,
                             layer_targets=layer_targets, verify=verify, force=force, max_pixels=max_pixels,
@@ -440,13 +445,26 @@ def info(input, as_json, model_path):
         click.echo(f"  note: {report['note']}")
 
 
+def _parse_beta_range(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+        from hitcodec.models.ghvae import GHVAEConfig
+
+        GHVAEConfig(beta_min=lo, beta_max=hi)  # 0 < MIN < MAX, finite
+    except ValueError:
+        raise click.BadParameter(f"expected MIN,MAX with 0 < MIN < MAX, not {value!r}") from None
+    return lo, hi
+
+
 def _check_betas_mode(ctx, param, value):
     from hitcodec.train import BETA_MODES, parse_fixed_betas
 
     if value is None or value in BETA_MODES[:-1]:
         return value
     try:
-        if parse_fixed_betas(value) is not None:
+        if parse_fixed_betas(value, (0.0, math.inf)) is not None:  # the model's range is checked in the command
             return value
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -475,12 +493,17 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the training pass.")
 @click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead"]),
               help="torch.compile mode; reduce-overhead replays the step as CUDA graphs (GPU only).")
+@click.option("--beta-range", metavar="MIN,MAX", callback=_parse_beta_range,
+              help="The square [MIN, MAX]^2 of (beta2, beta1) to train on, stored in the model, which then accepts "
+                   "it (default: the model's own, [0.1, 10] for a new one).")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_, compile_mode):
+          amp, channels_last, compile_, compile_mode, beta_range):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
-    from hitcodec.train import TrainConfig, load_checkpoint, train as run_training, with_overrides
+    from hitcodec.models.ghvae import GHVAEConfig
+    from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
 
     state = load_checkpoint(resume) if resume else {}
+    model_cfg = GHVAEConfig(**state["model_config"]) if "model_config" in state else GHVAEConfig()
     if "train_config" in state:
         cfg = TrainConfig(**state["train_config"])
     elif data_dir is None or out_dir is None:
@@ -491,9 +514,13 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
                          device=device, amp=amp, channels_last=channels_last, compile=compile_,
-                         compile_mode=compile_mode)
+                         compile_mode=compile_mode, beta_range=beta_range)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
+    try:
+        parse_fixed_betas(cfg.betas, cfg.beta_range or (model_cfg.beta_min, model_cfg.beta_max))
+    except ValueError as exc:
+        raise click.UsageError(f"--betas: {exc}") from None
     result = run_training(cfg, resume=resume)
     click.echo(f"done: dev score {result.get('score', float('nan')):.4f}, checkpoints in {cfg.out}")
 

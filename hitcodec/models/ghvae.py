@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # compressai calls the deprecated torch.jit.scr
     from compressai.layers import GDN
     from compressai.ops import LowerBound
 
-BETA_MIN = 0.1
+BETA_MIN = 0.1  # the default trained range of beta2 and beta1; a model's own is GHVAEConfig.beta_min/beta_max
 BETA_MAX = 10.0
 SCALE_MIN = 0.11
 STRIDE = 64  # total down-sampling of z2; inputs are padded to a multiple of this
@@ -43,9 +43,21 @@ class GHVAEConfig:
     z2_channels: int = 128  # channels of z2 (1/64 resolution)
     embed: int = 64  # width of the beta embedding
     sigma_x: float = 0.07  # std of the Gaussian likelihood p(x|z1) on [0, 1] pixels; D = |x - x_hat|^2 / (2 sigma_x^2)
+    beta_min: float = BETA_MIN  # the square [beta_min, beta_max]^2 the model is trained on and accepts
+    beta_max: float = BETA_MAX
+
+    def __post_init__(self):
+        if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
+            raise ValueError(f"the beta range must satisfy 0 < beta_min < beta_max, not "
+                             f"[{self.beta_min:g}, {self.beta_max:g}]")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as stored in model files. The beta range is left out where it is the default, so that
+        models trained before it was configurable keep their files and ids (`hitcodec.weights.model_id`)."""
+        d = asdict(self)
+        if (self.beta_min, self.beta_max) == (BETA_MIN, BETA_MAX):
+            del d["beta_min"], d["beta_max"]
+        return d
 
 
 def log_beta_input(beta2: torch.Tensor, beta1: torch.Tensor) -> torch.Tensor:
