@@ -54,9 +54,9 @@ def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
     for path in dev_eval_photos():
         rgb = read_image(path).rgb
         h, w = rgb.shape[:2]
-        side = side or max(h, w)
-        top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-        images.append((path.name, CodecImage(np.ascontiguousarray(rgb[top:top + side, left:left + side]), None, "RGB")))
+        s = side or max(h, w)  # per photo: 0 keeps each whole
+        top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
+        images.append((path.name, CodecImage(np.ascontiguousarray(rgb[top:top + s, left:left + s]), None, "RGB")))
     return images
 
 

@@ -49,3 +49,12 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", bad])
         assert exc.value.code == 2
+
+
+def test_dev_crops_zero_keeps_every_photo_whole():
+    from hitcodec.data import dev_eval_photos
+    from hitcodec.image import read_image
+
+    whole = [read_image(p).rgb.shape[:2] for p in dev_eval_photos()]
+    assert [im.rgb.shape[:2] for _, im in fixed_beta.dev_crops(0)] == whole
+    assert all(max(im.rgb.shape[:2]) <= 64 for _, im in fixed_beta.dev_crops(64))
