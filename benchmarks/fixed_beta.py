@@ -17,6 +17,8 @@ crops of the dev-eval photos, and the report gives
 - the BD-rate of the square and mix models' best split per total rate (the upper hull of their (beta2, beta1)
   grid) against their own diagonal and against the diagonal model.
 Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
+``--names`` trains and measures a subset; with ``--train-only``, several processes can train different models side
+by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all.
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -89,7 +91,9 @@ def run(args) -> dict:
     if args.model:  # measured, not trained here
         checkpoints = {name: Path(path) for name, path in args.model.items()}
     else:
-        checkpoints = {name: train_model(name, mode, args) for name, mode in NAMES.items()}
+        checkpoints = {name: train_model(name, NAMES[name], args) for name in args.names}
+    if args.train_only:
+        return {"bd_rate_pct": {}}
     conditioned = [m for m in CONDITIONED if m in checkpoints]
     configs, steps = {}, {}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
@@ -223,6 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
     parser.add_argument("--grid", type=int, default=5, help="grid side for the square and mix hulls")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--names", default=",".join(NAMES),
+                        help=f"comma-separated models to train and measure (default all: {','.join(NAMES)})")
+    parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--model", action="append", metavar="NAME=PATH",
@@ -234,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
         if bad:
             parser.error(f"--model needs NAME=PATH with NAME one of {', '.join(NAMES)} and an existing file: {bad}")
         args.model = models
+    args.names = [n for n in args.names.split(",") if n]
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown or not args.names:
+        parser.error(f"--names takes models from {', '.join(NAMES)}, not {unknown or 'nothing'}")
     if args.quick:
         args.steps, args.crop, args.diagonal, args.grid, args.patch = 8, 64, 3, 2, 64
     results = run(args)

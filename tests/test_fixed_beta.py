@@ -51,6 +51,28 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
         assert exc.value.code == 2
 
 
+def test_fixed_beta_names_train_only(tmp_path, photo):
+    """--names trains a subset; --train-only measures nothing (side-by-side training processes)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "0.png")
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
+            "--names", "mix,fixed-1"]
+    fixed_beta.main(argv + ["--train-only"])
+    assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
+    assert not (out / "results.json").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
+    fixed_beta.main(argv)  # measures the two, retrains neither
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
+    for bad in ("blend", ",", "mix,fixed-2"):
+        with pytest.raises(SystemExit) as exc:
+            fixed_beta.main(["--out", str(out), "--names", bad])
+        assert exc.value.code == 2
+
+
 def test_dev_crops_zero_keeps_every_photo_whole():
     from hitcodec.data import dev_eval_photos
     from hitcodec.image import read_image
