@@ -70,7 +70,7 @@ def train_model(name: str, betas: str, args) -> Path:
         return last
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
                       steps=args.steps, z2_warmup=args.steps // 4, betas=betas, eval_every=args.steps // 2,
-                      dev_max_side=args.crop, seed=args.seed)
+                      dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm)
     train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet, model_config=SMALL)
     return last
 
@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
     parser.add_argument("--grid", type=int, default=5, help="grid side for the square and mix hulls")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--loss-norm", default="sqrt-beta", choices=["sqrt-beta", "none"],
+                        help="TrainConfig.loss_norm of the models trained here")
     parser.add_argument("--names", default=",".join(NAMES),
                         help=f"comma-separated models to train and measure (default all: {','.join(NAMES)})")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")

@@ -56,6 +56,7 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" also replays the step as CUDA graphs
     seed: int = 0
     beta_range: tuple[float, float] | None = None  # set the model's beta square (e.g. widen it); None keeps it
+    loss_norm: str = "sqrt-beta"  # each image's loss divided by sqrt(beta2 beta1) ("sqrt-beta") or not ("none")
 
 
 class PatchSampler:
@@ -248,7 +249,7 @@ def training_step(net: torch.nn.Module, model: GHVAE, opt: torch.optim.Optimizer
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
         out = net(x, beta2, beta1)
-    losses = ghvae_loss(out, x, beta2, beta1, model.config.sigma_x, z2_weight)
+    losses = ghvae_loss(out, x, beta2, beta1, model.config.sigma_x, z2_weight, cfg.loss_norm)
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from hitcodec.models.ghvae import GHVAE, ghvae_loss, pad_to_stride
@@ -15,6 +16,12 @@ def test_forward_shapes_and_rates():
     losses = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x)
     expected = losses["distortion"] + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
     assert torch.allclose(losses["objective"], expected)
+    pixels = x.shape[2] * x.shape[3]
+    assert torch.allclose(losses["loss"], (expected / torch.sqrt(beta2 * beta1)).mean() / pixels)
+    flat = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="none")
+    assert torch.allclose(flat["loss"], expected.mean() / pixels)
+    with pytest.raises(ValueError, match="loss_norm"):
+        ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="beta")
     losses["loss"].backward()
     assert model.enc_z1[0].weight.grad is not None and model.prior_z2_net[0].weight.grad is not None
 

@@ -57,6 +57,19 @@ def test_train_cli_resume_past_its_steps_is_a_one_line_error(tmp_path, tiny_path
     assert result.output.count("\n") == 1 and not (tmp_path / "o" / "last.pt").exists()
 
 
+def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    result = CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out",
+                                       str(tmp_path / "o"), "--patch", "64", "--batch", "1", "--steps", "1",
+                                       "--loss-norm", "none"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "o" / "last.pt")["train_config"]["loss_norm"] == "none"
+
+
 def test_beta_range_is_checked_and_moves_the_sampled_square():
     import torch
 
@@ -82,6 +95,9 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                        "--compile-mode", "max-speed"])
     assert result.exit_code == 2 and "--compile-mode" in result.output, result.output
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                       "--loss-norm", "beta"])
+    assert result.exit_code == 2 and "--loss-norm" in result.output, result.output
     for args in (["--beta-range", "5,1"], ["--beta-range", "0.1"], ["--betas", "fixed:0.05,1"],
                  ["--betas", "fixed:0.005,1", "--beta-range", "0.01,10"]):
         result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *args])

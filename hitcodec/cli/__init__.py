@@ -496,8 +496,11 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--beta-range", metavar="MIN,MAX", callback=_parse_beta_range,
               help="The square [MIN, MAX]^2 of (beta2, beta1) to train on, stored in the model, which then accepts "
                    "it (default: the model's own, [0.1, 10] for a new one).")
+@click.option("--loss-norm", type=click.Choice(["sqrt-beta", "none"]),
+              help="Divide each image's loss D + beta2 R2 + beta1 R1 by sqrt(beta2 beta1), or not (how the "
+                   "network's capacity is shared between betas; docs/training.md).")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_, compile_mode, beta_range):
+          amp, channels_last, compile_, compile_mode, beta_range, loss_norm):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
@@ -514,7 +517,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
                          device=device, amp=amp, channels_last=channels_last, compile=compile_,
-                         compile_mode=compile_mode, beta_range=beta_range)
+                         compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     try:

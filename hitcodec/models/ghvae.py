@@ -240,7 +240,7 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, sigma_x: float) -> torch.Te
 
 
 def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor,
-               sigma_x: float, z2_weight: float = 1.0) -> dict[str, torch.Tensor]:
+               sigma_x: float, z2_weight: float = 1.0, loss_norm: str = "sqrt-beta") -> dict[str, torch.Tensor]:
     """The paper's objective D + beta2 R(z2) + beta1 R(z1|z2) per image (nats).
 
     For training, each image's loss is divided by sqrt(beta2 * beta1): the loss scale grows roughly like beta,
@@ -249,13 +249,22 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
     the top layer early in training); ``objective`` is always the paper's.
     """
     d = distortion(x, out["x_hat"], sigma_x)
-    return rd_objective(d, out["rate_z2"], out["rate_z1"], beta2, beta1, x.shape[2] * x.shape[3], z2_weight)
+    return rd_objective(d, out["rate_z2"], out["rate_z1"], beta2, beta1, x.shape[2] * x.shape[3], z2_weight,
+                        loss_norm)
+
+
+LOSS_NORMS = ("sqrt-beta", "none")
 
 
 def rd_objective(d: torch.Tensor, rate_z2: torch.Tensor, rate_z1: torch.Tensor, beta2: torch.Tensor,
-                 beta1: torch.Tensor, num_pixels: int, z2_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                 beta1: torch.Tensor, num_pixels: int, z2_weight: float = 1.0,
+                 loss_norm: str = "sqrt-beta") -> dict[str, torch.Tensor]:
     """D + beta2 R(z2) + beta1 R(z1|z2) from per-image terms in nats; see `ghvae_loss` for ``loss``."""
+    if loss_norm not in LOSS_NORMS:
+        raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {loss_norm!r}")
     objective = d + beta2 * rate_z2 + beta1 * rate_z1
     trained = objective - (1 - z2_weight) * beta2 * rate_z2
-    loss = (trained / torch.sqrt(beta2 * beta1)).mean() / num_pixels
+    if loss_norm == "sqrt-beta":
+        trained = trained / torch.sqrt(beta2 * beta1)
+    loss = trained.mean() / num_pixels
     return {"loss": loss, "objective": objective, "distortion": d}
