@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
     parser.add_argument("--grid", type=int, default=5, help="grid side for the square and mix hulls")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--loss-norm", default="sqrt-beta", choices=["sqrt-beta", "none"],
+    parser.add_argument("--loss-norm", default="none", choices=["none", "sqrt-beta"],
                         help="TrainConfig.loss_norm of the models trained here")
     parser.add_argument("--names", default=",".join(NAMES),
                         help=f"comma-separated models to train and measure (default all: {','.join(NAMES)})")

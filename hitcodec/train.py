@@ -56,7 +56,14 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" also replays the step as CUDA graphs
     seed: int = 0
     beta_range: tuple[float, float] | None = None  # set the model's beta square (e.g. widen it); None keeps it
-    loss_norm: str = "sqrt-beta"  # each image's loss divided by sqrt(beta2 beta1) ("sqrt-beta") or not ("none")
+    loss_norm: str = "none"  # "none": the shared network sees each image's D + beta2 R2 + beta1 R1 as it is;
+    # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more (docs/training.md)
+
+    @classmethod
+    def from_checkpoint(cls, stored: dict) -> "TrainConfig":
+        """The config stored in a checkpoint. Those written before ``loss_norm`` existed trained with "sqrt-beta",
+        and keep it when resumed."""
+        return cls(**{"loss_norm": "sqrt-beta", **stored})
 
 
 class PatchSampler:

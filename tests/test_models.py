@@ -17,9 +17,9 @@ def test_forward_shapes_and_rates():
     expected = losses["distortion"] + beta2 * out["rate_z2"] + beta1 * out["rate_z1"]
     assert torch.allclose(losses["objective"], expected)
     pixels = x.shape[2] * x.shape[3]
-    assert torch.allclose(losses["loss"], (expected / torch.sqrt(beta2 * beta1)).mean() / pixels)
-    flat = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="none")
-    assert torch.allclose(flat["loss"], expected.mean() / pixels)
+    assert torch.allclose(losses["loss"], expected.mean() / pixels)
+    normed = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="sqrt-beta")
+    assert torch.allclose(normed["loss"], (expected / torch.sqrt(beta2 * beta1)).mean() / pixels)
     with pytest.raises(ValueError, match="loss_norm"):
         ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="beta")
     losses["loss"].backward()

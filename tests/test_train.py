@@ -64,10 +64,12 @@ def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
 
     Image.fromarray(photo).save(tmp_path / "0.png")
     result = CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out",
-                                       str(tmp_path / "o"), "--patch", "64", "--batch", "1", "--steps", "1",
-                                       "--loss-norm", "none"])
+                                       str(tmp_path / "o"), "--patch", "64", "--batch", "1", "--steps", "1"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tmp_path / "o" / "last.pt")["train_config"]["loss_norm"] == "none"
+    assert TrainConfig(data="d", out="o").loss_norm == "none"
+    assert TrainConfig.from_checkpoint({"data": "d", "out": "o"}).loss_norm == "sqrt-beta"  # written before it
+    assert TrainConfig.from_checkpoint({"data": "d", "out": "o", "loss_norm": "none"}).loss_norm == "none"
 
 
 def test_beta_range_is_checked_and_moves_the_sampled_square():

@@ -496,9 +496,10 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--beta-range", metavar="MIN,MAX", callback=_parse_beta_range,
               help="The square [MIN, MAX]^2 of (beta2, beta1) to train on, stored in the model, which then accepts "
                    "it (default: the model's own, [0.1, 10] for a new one).")
-@click.option("--loss-norm", type=click.Choice(["sqrt-beta", "none"]),
-              help="Divide each image's loss D + beta2 R2 + beta1 R1 by sqrt(beta2 beta1), or not (how the "
-                   "network's capacity is shared between betas; docs/training.md).")
+@click.option("--loss-norm", type=click.Choice(["none", "sqrt-beta"]),
+              help="none (default for a new run): train on each image's D + beta2 R2 + beta1 R1 as it is; "
+                   "sqrt-beta: divide it by sqrt(beta2 beta1), as models before 2026-11-26 were trained "
+                   "(how the network's capacity is shared between betas; docs/training.md).")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
           amp, channels_last, compile_, compile_mode, beta_range, loss_norm):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
@@ -508,7 +509,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     state = load_checkpoint(resume) if resume else {}
     model_cfg = GHVAEConfig(**state["model_config"]) if "model_config" in state else GHVAEConfig()
     if "train_config" in state:
-        cfg = TrainConfig(**state["train_config"])
+        cfg = TrainConfig.from_checkpoint(state["train_config"])
     elif data_dir is None or out_dir is None:
         raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
     else:
