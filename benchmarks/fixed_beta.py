@@ -95,13 +95,16 @@ def run(args) -> dict:
     if args.train_only:
         return {"bd_rate_pct": {}}
     conditioned = [m for m in CONDITIONED if m in checkpoints]
-    configs, steps = {}, {}
+    configs, steps, loss_norms = {}, {}, {}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
     grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
     curves, hulls = {}, {}
     for name, path in checkpoints.items():
         loaded = load_model(str(path))
-        configs[name], steps[name] = loaded.model.config, load_checkpoint(path).get("step", 0)
+        state = load_checkpoint(path)
+        configs[name], steps[name] = loaded.model.config, state.get("step", 0)
+        if "train_config" in state:  # exported weights carry none
+            loss_norms[name] = TrainConfig.from_checkpoint(state["train_config"]).loss_norm
         if name.startswith("fixed-"):
             b = float(name[len("fixed-"):])
             curves[name] = measure_ghvae(loaded, images, [(b, b)], name)
@@ -129,6 +132,7 @@ def run(args) -> dict:
             bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
     arch = next(iter(configs.values())).to_dict()
     results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
+                          "loss_norm": loss_norms,
                           "models": {n: str(p) for n, p in (args.model or {}).items()},
                           "images": [n for n, _ in images]},
                "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd}
@@ -181,10 +185,11 @@ def report(results: dict) -> str:
         how = (f"`python -m benchmarks.fixed_beta --steps {cfg['steps']}`: {cfg['steps']} steps of {cfg['batch']} x "
                f"{cfg['patch']}^2 crops for every model, lr {cfg['lr']:g}, seed {cfg['seed']}")
         title = "# Equal steps: beta-conditioned vs fixed-beta vs beta-VAE (small scale)"
+    norms = ", ".join(f"{n} {v}" for n, v in cfg.get("loss_norm", {}).items())
     lines = [
         title, "",
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
-        "",
+        "", *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
         "## BD-rate (%, negative = fewer bits at equal PSNR)", "",
         "| test vs anchor | BD-rate |", "|---|---|",
