@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hitcodec.data import list_images, load_rgb_uint8
-from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, GHVAEConfig, ghvae_loss, pad_to_stride
+from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, LOSS_NORMS, GHVAEConfig, ghvae_loss, pad_to_stride
 from hitcodec.weights import load_state, model_from_state
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class TrainConfig:
     beta_range: tuple[float, float] | None = None  # set the model's beta square (e.g. widen it); None keeps it
     loss_norm: str = "none"  # "none": the shared network sees each image's D + beta2 R2 + beta1 R1 as it is;
     # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more (docs/training.md)
+
+    def __post_init__(self):
+        if self.loss_norm not in LOSS_NORMS:
+            raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {self.loss_norm!r}")
 
     @classmethod
     def from_checkpoint(cls, stored: dict) -> "TrainConfig":

@@ -70,6 +70,8 @@ def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
     assert TrainConfig(data="d", out="o").loss_norm == "none"
     assert TrainConfig.from_checkpoint({"data": "d", "out": "o"}).loss_norm == "sqrt-beta"  # written before it
     assert TrainConfig.from_checkpoint({"data": "d", "out": "o", "loss_norm": "none"}).loss_norm == "none"
+    with pytest.raises(ValueError, match="loss_norm"):
+        TrainConfig(data="d", out="o", loss_norm="beta")
 
 
 def test_beta_range_is_checked_and_moves_the_sampled_square():
