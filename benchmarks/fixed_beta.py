@@ -18,7 +18,9 @@ crops of the dev-eval photos, and the report gives
   grid) against their own diagonal and against the diagonal model.
 Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
 ``--names`` trains and measures a subset; with ``--train-only``, several processes can train different models side
-by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all.
+by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
+MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.1, 10] (the fixed points and the
+measured grid stay as they are), to see whether a fixed point near the square's edge suffers from being there.
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -70,7 +72,8 @@ def train_model(name: str, betas: str, args) -> Path:
         return last
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
                       steps=args.steps, z2_warmup=args.steps // 4, betas=betas, eval_every=args.steps // 2,
-                      dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm)
+                      dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm,
+                      beta_range=None if name.startswith("fixed") else args.beta_range)
     train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet, model_config=SMALL)
     return last
 
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loss-norm", default="none", choices=["none", "sqrt-beta"],
                         help="TrainConfig.loss_norm of the models trained here")
+    parser.add_argument("--beta-range", metavar="MIN,MAX",
+                        help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(NAMES),
                         help=f"comma-separated models to train and measure (default all: {','.join(NAMES)})")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
@@ -248,6 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         if bad:
             parser.error(f"--model needs NAME=PATH with NAME one of {', '.join(NAMES)} and an existing file: {bad}")
         args.model = models
+    if args.beta_range:
+        try:
+            lo, hi = (float(v) for v in args.beta_range.split(","))
+            GHVAEConfig(beta_min=lo, beta_max=hi)  # 0 < MIN < MAX, finite
+        except ValueError:
+            parser.error(f"--beta-range needs MIN,MAX with 0 < MIN < MAX, not {args.beta_range!r}")
+        args.beta_range = (lo, hi)
     args.names = [n for n in args.names.split(",") if n]
     unknown = [n for n in args.names if n not in NAMES]
     if unknown or not args.names:

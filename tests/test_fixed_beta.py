@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import fixed_beta
+from hitcodec.train import load_checkpoint
 
 
 def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
@@ -58,18 +59,22 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     Image.fromarray(photo).save(data / "0.png")
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
-            "--names", "mix,fixed-1"]
+            "--names", "mix,fixed-1", "--beta-range", "0.05,20"]
     fixed_beta.main(argv + ["--train-only"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
+    configs = {n: load_checkpoint(runs / n / "last.pt")["model_config"] for n in ("mix", "fixed-1")}
+    assert (configs["mix"]["beta_min"], configs["mix"]["beta_max"]) == (0.05, 20.0)  # conditioned: the wider square
+    assert "beta_min" not in configs["fixed-1"]  # one point: the default square
     assert not (out / "results.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     results = json.loads((out / "results.json").read_text())
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
-    for bad in ("blend", ",", "mix,fixed-2"):
+    for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
+                ["--beta-range", "0.1"]):
         with pytest.raises(SystemExit) as exc:
-            fixed_beta.main(["--out", str(out), "--names", bad])
+            fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2
 
 
