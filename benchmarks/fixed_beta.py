@@ -42,8 +42,8 @@ import torch
 from benchmarks.rd import bd_rate, log_grid, measure_ghvae, upper_hull
 from hitcodec.data import dev_eval_photos
 from hitcodec.image import CodecImage, read_image
-from hitcodec.models.ghvae import GHVAEConfig
-from hitcodec.train import TrainConfig, load_checkpoint, train
+from hitcodec.models.ghvae import LOSS_NORMS, GHVAEConfig
+from hitcodec.train import TrainConfig, load_checkpoint, parse_beta_range, train
 from hitcodec.weights import load_model
 
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
     parser.add_argument("--grid", type=int, default=5, help="grid side for the square and mix hulls")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--loss-norm", default="none", choices=["none", "sqrt-beta"],
+    parser.add_argument("--loss-norm", default="none", choices=LOSS_NORMS,
                         help="TrainConfig.loss_norm of the models trained here")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
@@ -255,11 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         args.model = models
     if args.beta_range:
         try:
-            lo, hi = (float(v) for v in args.beta_range.split(","))
-            GHVAEConfig(beta_min=lo, beta_max=hi)  # 0 < MIN < MAX, finite
-        except ValueError:
-            parser.error(f"--beta-range needs MIN,MAX with 0 < MIN < MAX, not {args.beta_range!r}")
-        args.beta_range = (lo, hi)
+            args.beta_range = parse_beta_range(args.beta_range)
+        except ValueError as e:
+            parser.error(f"--beta-range: {e}")
     args.names = [n for n in args.names.split(",") if n]
     unknown = [n for n in args.names if n not in NAMES]
     if unknown or not args.names:

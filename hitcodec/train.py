@@ -116,6 +116,16 @@ class PatchSampler:
 BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "fixed:BETA2,BETA1")
 
 
+def parse_beta_range(text: str) -> tuple[float, float]:
+    """(MIN, MAX) from "MIN,MAX" (``--beta-range``); raises ValueError unless 0 < MIN < MAX, both finite."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+        GHVAEConfig(beta_min=lo, beta_max=hi)  # checks 0 < MIN < MAX, finite
+    except ValueError:
+        raise ValueError(f"expected MIN,MAX with 0 < MIN < MAX, not {text!r}") from None
+    return lo, hi
+
+
 def parse_fixed_betas(mode: str, beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)) -> tuple[float, float] | None:
     """(beta2, beta1) of a "fixed:BETA2,BETA1" mode (one model per point, the equal-steps reference); None for
     the sampled modes. Raises ValueError for a malformed mode or a point outside the square ``beta_range``^2."""

@@ -448,14 +448,12 @@ def info(input, as_json, model_path):
 def _parse_beta_range(ctx, param, value):
     if value is None:
         return None
-    try:
-        lo, hi = (float(v) for v in value.split(","))
-        from hitcodec.models.ghvae import GHVAEConfig
+    from hitcodec.train import parse_beta_range
 
-        GHVAEConfig(beta_min=lo, beta_max=hi)  # 0 < MIN < MAX, finite
-    except ValueError:
-        raise click.BadParameter(f"expected MIN,MAX with 0 < MIN < MAX, not {value!r}") from None
-    return lo, hi
+    try:
+        return parse_beta_range(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _check_betas_mode(ctx, param, value):
