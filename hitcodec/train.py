@@ -180,16 +180,23 @@ def load_dev_images(cfg: TrainConfig) -> list[torch.Tensor]:
     return images
 
 
+# how dev_eval's "score" (which chooses best.pt) is formed; stored in checkpoints with their best score
+SCORE_KIND = "geometric-mean"
+
+
 @torch.no_grad()
 def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
     """Estimated rate (rounded latents under the priors) and uint8 PSNR at DEV_BETAS, averaged over images.
 
-    ``score`` is the mean over DEV_BETAS of (D + beta2 R2 + beta1 R1) / sqrt(beta2 beta1) per pixel: lower is
-    better, and it rewards the whole rate/distortion trade-off rather than one point.
+    Each point's ``objective`` is (D + beta2 R2 + beta1 R1) / sqrt(beta2 beta1) per pixel, averaged over images.
+    ``score`` (lower is better; it chooses best.pt) is their geometric mean, so that 1 % less objective counts
+    the same at every point: it rewards the whole rate/distortion trade-off rather than one point.
+    ``score_mean`` is their arithmetic mean, the score logged up to 2026-11-26 (SCORE_KIND "mean"), in which
+    (0.2, 0.2), the largest objective, weighs about half.
     """
     was_training = model.training
     model.eval()
-    points, score = [], 0.0
+    points = []
     for beta2, beta1 in DEV_BETAS:
         bpp = bpp_z2 = psnr = obj = 0.0
         for x in images:
@@ -208,10 +215,17 @@ def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
             d = ((x - x_hat) ** 2).sum().item() / (2 * model.config.sigma_x**2)
             obj += (d + beta2 * r2 + beta1 * r1) / math.sqrt(beta2 * beta1) / (h * w)
         n = len(images)
-        points.append({"beta2": beta2, "beta1": beta1, "bpp": bpp / n, "bpp_z2": bpp_z2 / n, "psnr": psnr / n})
-        score += obj / n / len(DEV_BETAS)
+        points.append({"beta2": beta2, "beta1": beta1, "bpp": bpp / n, "bpp_z2": bpp_z2 / n, "psnr": psnr / n,
+                       "objective": obj / n})
     model.train(was_training)
-    return {"points": points, "score": score}
+    objectives = [p["objective"] for p in points]
+    return {"points": points, "score": math.exp(sum(map(math.log, objectives)) / len(objectives)),
+            "score_mean": sum(objectives) / len(objectives)}
+
+
+def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
+    """dev_eval's score of the model in the checkpoint at ``path``."""
+    return dev_eval(model_from_state(load_checkpoint(path), str(path)).to(device), images, device)["score"]
 
 
 def _save(path: Path, state: dict) -> None:
@@ -305,12 +319,14 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     model = (GHVAE(model_cfg) if state is None
              else model_from_state({**state, "model_config": model_cfg.to_dict()}, resume)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, best, history = 0, math.inf, []
+    step, best, history, rescore = 0, math.inf, [], None
     if state is not None:
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
             opt.load_state_dict(state["optimizer"])
             best, history = state["best_score"], state["history"]
+            if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
+                rescore = Path(resume).with_name("best.pt")
         for group in opt.param_groups:
             group["lr"] = cfg.lr
     if step >= cfg.steps:
@@ -318,6 +334,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                          "give a larger --steps")
     sampler = PatchSampler(cfg.data, cfg.patch, cfg.min_scale, cfg.seed + step + 7919 * rank, device)
     dev_images = load_dev_images(cfg) if rank == 0 else []
+    if rescore is not None and rank == 0:
+        best = _score_of(rescore, dev_images, device) if rescore.exists() else math.inf
+        log.info("best score %.4f: %s re-scored as a %s", best, rescore, SCORE_KIND)
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
     net = prepare_model(model, cfg, world)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
@@ -333,7 +352,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         is_best = result["score"] < best
         best = min(best, result["score"])
         ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "step": step, "best_score": best, "history": history}
+                "optimizer": opt.state_dict(), "step": step, "best_score": best, "score_kind": SCORE_KIND,
+                "history": history}
         _save(out_dir / "last.pt", ckpt)
         if is_best:
             _save(out_dir / "best.pt", ckpt)
@@ -374,7 +394,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             checkpoint(result)
             summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
                                for p in result["points"])
-            bar.write(f"step {step} dev score {result['score']:.4f} {summary}")
+            bar.write(f"step {step} dev score {result['score']:.4f} (mean {result['score_mean']:.4f}) {summary}")
         if out_of_time:
             break
     bar.close()

@@ -1,20 +1,21 @@
 import json
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from hitcodec.train import TrainConfig, export_weights, load_checkpoint, sample_betas, train
+from hitcodec.train import (SCORE_KIND, TrainConfig, _score_of, export_weights, load_checkpoint, load_dev_images,
+                             sample_betas, train)
 from hitcodec.weights import load_model
 
 from conftest import TINY
 
 
 def test_beta_sampling_covers_the_square_and_the_diagonal():
-    import torch
-
     g = torch.Generator().manual_seed(0)
     b2, b1 = sample_betas(4000, "square", g)
     assert 0.1 <= b2.min() and b2.max() <= 10 and 0.1 <= b1.min() and b1.max() <= 10
@@ -44,7 +45,6 @@ def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
 
 
 def test_train_cli_resume_past_its_steps_is_a_one_line_error(tmp_path, tiny_path):
-    import torch
     from click.testing import CliRunner
 
     from hitcodec.cli import main
@@ -75,8 +75,6 @@ def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
 
 
 def test_beta_range_is_checked_and_moves_the_sampled_square():
-    import torch
-
     from hitcodec.models.ghvae import GHVAEConfig
 
     for lo, hi in ((1.0, 1.0), (0.0, 10.0), (5.0, 2.0), (0.1, float("inf"))):
@@ -123,9 +121,21 @@ def test_train_resume_and_export(tmp_path, photo):
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 3]
 
+    objectives = [p["objective"] for p in result["points"]]
+    assert result["score"] == pytest.approx(math.exp(np.mean(np.log(objectives))))
+    assert result["score_mean"] == pytest.approx(np.mean(objectives)) and state["score_kind"] == SCORE_KIND
+
+    # a checkpoint whose best score is of the older kind: best.pt is re-scored, not compared with that number
+    old_best = _score_of(tmp_path / "run" / "best.pt", load_dev_images(cfg), "cpu")
+    del state["score_kind"]
+    state["best_score"] = -1.0  # an old score no new one would beat
+    torch.save(state, tmp_path / "run" / "last.pt")
     resumed = TrainConfig(**{**state["train_config"], "steps": 5})
     train(resumed, resume=str(tmp_path / "run" / "last.pt"), progress=False)
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 5
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 5 and state["score_kind"] == SCORE_KIND
+    new_scores = [entry["score"] for entry in state["history"][-2:]]
+    assert state["best_score"] == pytest.approx(min(old_best, *new_scores))
 
     export_weights(tmp_path / "run" / "last.pt", tmp_path / "model.pt")
     loaded = load_model(str(tmp_path / "model.pt"))
