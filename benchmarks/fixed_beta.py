@@ -21,6 +21,7 @@ Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupt
 by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
 MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.1, 10] (the fixed points and the
 measured grid stay as they are), to see whether a fixed point near the square's edge suffers from being there.
+``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta.
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +76,8 @@ def train_model(name: str, betas: str, args) -> Path:
                       steps=args.steps, z2_warmup=args.steps // 4, betas=betas, eval_every=args.steps // 2,
                       dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm,
                       beta_range=None if name.startswith("fixed") else args.beta_range)
-    train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet, model_config=SMALL)
+    train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet,
+          model_config=replace(SMALL, latent_bins=args.latent_bins))
     return last
 
 
@@ -133,7 +136,8 @@ def run(args) -> dict:
         bd[f"{m} model's hull vs its own beta2 = beta1"] = bd_rate(curves[m], hulls[m])
         if "diagonal" in curves:
             bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
-    arch = next(iter(configs.values())).to_dict()
+    archs = {name: c.to_dict() for name, c in configs.items()}
+    arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
     results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
                           "loss_norm": loss_norms,
                           "models": {n: str(p) for n, p in (args.model or {}).items()},
@@ -237,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loss-norm", default="none", choices=LOSS_NORMS,
                         help="TrainConfig.loss_norm of the models trained here")
+    parser.add_argument("--latent-bins", action="store_true",
+                        help="models trained here learn a bin width per latent channel and beta (GHVAEConfig)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(NAMES),

@@ -120,7 +120,7 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, factor: f
 
 def _bottom_up(model: GHVAE, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     h = tiled(lambda t: model.analysis(t, e), x, 1 / 16, ANALYSIS_TILE, ANALYSIS_HALO)
-    return h, model.h_a(h, e)
+    return h, model.posterior_z2(h, e)
 
 
 def _synthesis(model: GHVAE, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:

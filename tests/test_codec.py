@@ -106,3 +106,40 @@ def test_small_tiles_still_round_trip(tiny, photo, monkeypatch):
     coded = codec.encode(tiny, CodecImage(photo, None, "RGB"), 1.0, 1.0)
     decoded = codec.decode(tiny, coded.data)
     assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+
+
+def test_latent_bins_start_as_the_identity_and_round_trip(photo):
+    """A model with learned bin widths (GHVAEConfig.latent_bins) starts as the model without them, so trained
+    weights can be continued with them; once the widths depend on beta, its latents still round-trip exactly."""
+    from dataclasses import replace
+
+    import torch
+
+    from hitcodec.models.ghvae import GHVAE
+
+    from conftest import TINY
+
+    base = make_tiny()
+    binned = GHVAE(replace(TINY, latent_bins=True)).eval()
+    missing = binned.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["bins_z1.bias", "bins_z1.weight", "bins_z2.bias", "bins_z2.weight"]
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    b2, b1 = torch.tensor([0.3]), torch.tensor([4.0])
+    with torch.no_grad():
+        ours, theirs = binned(x, b2, b1), base(x, b2, b1)
+        assert all(torch.equal(ours[k], theirs[k]) for k in ("x_hat", "rate_z2", "rate_z1"))
+        torch.manual_seed(0)
+        binned.bins_z1.weight.normal_(0, 0.5)
+        binned.bins_z2.weight.normal_(0, 0.5)
+    loaded = LoadedModel(binned, model_id(binned), "binned")
+    assert model_id(binned) != model_id(base) and binned.config.to_dict()["latent_bins"] is True
+    image = CodecImage(photo, None, "RGB")
+    widths = []
+    for beta2, beta1 in ((0.2, 5.0), (5.0, 0.2)):
+        coded = codec.encode(loaded, image, beta2, beta1)
+        decoded = codec.decode(loaded, coded.data)
+        assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+        for layer in coded.layers:
+            assert abs(8 * layer.payload_bytes - layer.estimated_bits) <= 0.03 * layer.estimated_bits + 64
+        widths.append(binned.bin_width("z1", codec._embed(binned, beta2, beta1)))
+    assert not torch.allclose(widths[0], widths[1])

@@ -59,12 +59,13 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     Image.fromarray(photo).save(data / "0.png")
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
-            "--names", "mix,fixed-1", "--beta-range", "0.05,20"]
+            "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins"]
     fixed_beta.main(argv + ["--train-only"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     configs = {n: load_checkpoint(runs / n / "last.pt")["model_config"] for n in ("mix", "fixed-1")}
     assert (configs["mix"]["beta_min"], configs["mix"]["beta_max"]) == (0.05, 20.0)  # conditioned: the wider square
     assert "beta_min" not in configs["fixed-1"]  # one point: the default square
+    assert configs["mix"]["latent_bins"] and configs["fixed-1"]["latent_bins"]
     assert not (out / "results.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither

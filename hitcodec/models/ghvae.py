@@ -10,8 +10,12 @@ Generative model  p(z2) p(z1|z2) p(x|z1);  inference (same order)  q(z2|x) q(z1|
 
 All sub-networks get e = embed(log beta2, log beta1) through FiLM layers, so one network serves every
 (beta2, beta1) in [0.1, 10]^2. Latents are quantized around their prior mean: z_sym = round(y - mean),
-ẑ = mean + z_sym. In training, z2 gets additive uniform noise (rate and top-down path); z1 gets noise for its
-rate and straight-through rounding for the synthesis path. Rates are in nats.
+ẑ = mean + z_sym. With ``latent_bins`` (GHVAEConfig) each latent channel's quantization bin has a width
+Δ(β) > 0 learned as a function of beta (like the gain and inverse-gain units of Cui et al., CVPR 2021): the
+latents and their priors are expressed in units of Δ, so the rounding, the
+rates and the bitstream stay on the unit grid, and the transforms that read ẑ multiply by Δ again.
+In training, z2 gets additive uniform noise (rate and top-down path); z1 gets noise for its rate and
+straight-through rounding for the synthesis path. Rates are in nats.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class GHVAEConfig:
     sigma_x: float = 0.07  # std of the Gaussian likelihood p(x|z1) on [0, 1] pixels; D = |x - x_hat|^2 / (2 sigma_x^2)
     beta_min: float = BETA_MIN  # the square [beta_min, beta_max]^2 the model is trained on and accepts
     beta_max: float = BETA_MAX
+    latent_bins: bool = False  # a learned bin width per latent channel as a function of beta (module docstring)
 
     def __post_init__(self):
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
@@ -57,6 +62,8 @@ class GHVAEConfig:
         d = asdict(self)
         if (self.beta_min, self.beta_max) == (BETA_MIN, BETA_MAX):
             del d["beta_min"], d["beta_max"]
+        if not self.latent_bins:
+            del d["latent_bins"]
         return d
 
 
@@ -164,19 +171,38 @@ class GHVAE(nn.Module):
             deconv(n, 3),
         )
         self.scale_bound = LowerBound(SCALE_MIN)
+        if config.latent_bins:  # ln Δ per channel of z2 and z1 from the embedding; Δ = 1 at initialisation
+            self.bins_z2, self.bins_z1 = nn.Linear(emb, c2), nn.Linear(emb, m)
+            for layer in (self.bins_z2, self.bins_z1):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def bin_width(self, layer: str, e: torch.Tensor) -> torch.Tensor | None:
+        """Δ, (B, C, 1, 1), of latent layer "z2" or "z1"; None for a model without ``latent_bins`` (Δ = 1)."""
+        if not self.config.latent_bins:
+            return None
+        return torch.exp((self.bins_z2 if layer == "z2" else self.bins_z1)(e))[:, :, None, None]
 
     # -- the per-layer priors: one function each, called by training, encoder and decoder ------------
     def prior_z2(self, e: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of p(z2), each (B, c2, height, width)."""
         mean, raw = self.prior_z2_net(e).chunk(2, dim=1)
-        scale = self.scale_bound(F.softplus(raw) * 4)
+        scale = F.softplus(raw) * 4
+        bins = self.bin_width("z2", e)
+        if bins is not None:
+            mean, scale = mean / bins[:, :, 0, 0], scale / bins[:, :, 0, 0]
+        scale = self.scale_bound(scale)
         shape = (-1, mean.shape[1], height, width)
         return mean[:, :, None, None].expand(shape), scale[:, :, None, None].expand(shape)
 
     def prior_z1(self, ctx: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of p(z1|ẑ2), each (B, m, H/16, W/16), from the top-down context of ẑ2."""
         mean, raw = self.prior_z1_net(ctx, e).chunk(2, dim=1)
-        return mean, self.scale_bound(F.softplus(raw))
+        scale = F.softplus(raw)
+        bins = self.bin_width("z1", e)
+        if bins is not None:
+            mean, scale = mean / bins, scale / bins
+        return mean, self.scale_bound(scale)
 
     # -- the inference and generative steps -------------------------------------------------------
     def analysis(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -186,18 +212,22 @@ class GHVAE(nn.Module):
     def bottom_up(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image features h and the mean y2 of q(z2|x)."""
         h = self.analysis(x, e)
-        return h, self.h_a(h, e)
+        return h, self.posterior_z2(h, e)
+
+    def posterior_z2(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Mean y2 of q(z2|x) from the image features h (in units of the bin width)."""
+        return _in_bins(self.h_a(h, e), self.bin_width("z2", e), divide=True)
 
     def top_down(self, z2_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return self.h_s(z2_hat, e)
+        return self.h_s(_in_bins(z2_hat, self.bin_width("z2", e)), e)
 
     def posterior_z1(self, h: torch.Tensor, ctx: torch.Tensor, mean1: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Mean y1 of q(z1|ẑ2, x), parameterised as an offset from the prior mean."""
-        return mean1 + self.enc_z1(torch.cat([h, ctx], dim=1), e)
+        return mean1 + _in_bins(self.enc_z1(torch.cat([h, ctx], dim=1), e), self.bin_width("z1", e), divide=True)
 
     def synthesis(self, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x_hat in [0, 1] scale (not clamped)."""
-        return (self.g_s(z1_hat, e) + 1) / 2
+        return (self.g_s(_in_bins(z1_hat, self.bin_width("z1", e)), e) + 1) / 2
 
     def forward(self, x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass. x: (B, 3, H, W) in [0, 1] with H, W multiples of 64; beta2, beta1: (B,).
@@ -223,6 +253,13 @@ class GHVAE(nn.Module):
         z1_rate_input = y1.float() + torch.rand_like(y1, dtype=torch.float32) - 0.5 if self.training else z1_hat
         rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
         return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
+
+
+def _in_bins(t: torch.Tensor, bins: torch.Tensor | None, divide: bool = False) -> torch.Tensor:
+    """t / Δ (``divide``, into units of the bin width) or t * Δ (back); t itself where Δ = 1 (no latent_bins)."""
+    if bins is None:
+        return t
+    return t / bins if divide else t * bins
 
 
 def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
