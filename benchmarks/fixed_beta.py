@@ -27,7 +27,9 @@ measured grid stay as they are), to see whether a fixed point near the square's 
 
 measures models trained elsewhere instead (e.g. full size on a GPU by benchmarks/device_equal_steps.sh, with
 ``--crop 0`` for the whole dev photos); the names are those above, and a comparison whose models are missing is
-left out.
+left out. A name given several times (e.g. ``--model mix=SEED0.pt --model mix=SEED1.pt``, and the same for each
+fixed beta) measures replicates: the report compares their point-by-point mean curves, and lists the BD-rates of
+single replicates against each other, so one sees how far apart two trainings of the same recipe lie.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from hitcodec.data import dev_eval_photos
 from hitcodec.image import CodecImage, read_image
 from hitcodec.models.ghvae import LOSS_NORMS, GHVAEConfig
 from hitcodec.train import TrainConfig, load_checkpoint, parse_beta_range, train
-from hitcodec.weights import load_model
+from hitcodec.weights import LoadedModel, model_from_state, model_id
 
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
 FIXED = (0.2, 1.0, 5.0)
@@ -89,36 +91,69 @@ def objective(point: dict, sigma_x: float) -> float:
     return d / point["beta1"] + point["bpp"] * math.log(2)
 
 
+def mean_curve(replicates: list[list[dict]]) -> list[dict]:
+    """The points of one curve measured for several replicates of a model (the same betas in the same order),
+    averaged point by point (bpp, per-layer bpp, PSNR, MS-SSIM); the curve itself for one replicate."""
+    if len(replicates) == 1:
+        return replicates[0]
+    keys = [k for k, v in replicates[0][0].items() if isinstance(v, float) and k not in ("beta2", "beta1")]
+    return [{"beta2": points[0]["beta2"], "beta1": points[0]["beta1"], "replicates": len(points),
+             **{k: float(np.mean([p[k] for p in points])) for k in keys}} for points in zip(*replicates)]
+
+
+def replicate_bd_rates(replicates: dict[str, list[list[dict]]], conditioned: list[str]) -> dict[str, float]:
+    """BD-rates between single replicates, where a name was given more than once: each conditioned model's
+    diagonal against each set of fixed-beta models (set i = the i-th model given for every fixed beta), and the
+    fixed-beta sets against each other (how far two trainings of the same recipe lie apart)."""
+    names = [f"fixed-{b:g}" for b in FIXED if f"fixed-{b:g}" in replicates]
+    sets = [[replicates[n][i][0] for n in names] for i in range(min((len(replicates[n]) for n in names), default=0))]
+    if len(sets) < 2 and not any(len(replicates[m]) > 1 for m in conditioned):
+        return {}
+    out = {f"fixed-beta set {j + 1} vs set {i + 1}": bd_rate(sets[i], sets[j])
+           for i in range(len(sets)) for j in range(i + 1, len(sets))}
+    if len(names) >= 2:
+        for m in conditioned:
+            for r, curve in enumerate(replicates[m]):
+                for i, anchor in enumerate(sets):
+                    out[f"{m} model {r + 1} at beta2 = beta1 vs fixed-beta set {i + 1}"] = bd_rate(anchor, curve)
+    return out
+
+
 def run(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     images = dev_crops(args.crop)
-    if args.model:  # measured, not trained here
-        checkpoints = {name: Path(path) for name, path in args.model.items()}
+    if args.model:  # measured, not trained here; a name given several times: replicates (e.g. seeds)
+        checkpoints = {name: [Path(path) for path in paths] for name, paths in args.model.items()}
     else:
-        checkpoints = {name: train_model(name, NAMES[name], args) for name in args.names}
+        checkpoints = {name: [train_model(name, NAMES[name], args)] for name in args.names}
     if args.train_only:
         return {"bd_rate_pct": {}}
     conditioned = [m for m in CONDITIONED if m in checkpoints]
     configs, steps, loss_norms = {}, {}, {}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
     grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
-    curves, hulls = {}, {}
-    for name, path in checkpoints.items():
-        loaded = load_model(str(path))
-        state = load_checkpoint(path)
-        configs[name], steps[name] = loaded.model.config, state.get("step", 0)
-        if "train_config" in state:  # exported weights carry none
-            loss_norms[name] = TrainConfig.from_checkpoint(state["train_config"]).loss_norm
-        if name.startswith("fixed-"):
-            b = float(name[len("fixed-"):])
-            curves[name] = measure_ghvae(loaded, images, [(b, b)], name)
-            continue
-        curves[name] = measure_ghvae(loaded, images, diagonal_betas, f"{name} diagonal")
-        if name != "diagonal":
-            curves[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
-            hulls[name] = upper_hull(curves[f"{name}-grid"] + curves[name])
+    replicates: dict[str, list[list[dict]]] = {}  # curve name -> one curve per replicate
+    for name, paths in checkpoints.items():
+        for path in paths:
+            state = load_checkpoint(path)
+            model = model_from_state(state, str(path))
+            loaded = LoadedModel(model, model_id(model), str(path))
+            configs[name], steps[name] = model.config, state.get("step", 0)
+            if "train_config" in state:  # exported weights carry none
+                loss_norms[name] = TrainConfig.from_checkpoint(state["train_config"]).loss_norm
+            if name.startswith("fixed-"):
+                b = float(name[len("fixed-"):])
+                measured = {name: measure_ghvae(loaded, images, [(b, b)], name)}
+            else:
+                measured = {name: measure_ghvae(loaded, images, diagonal_betas, f"{name} diagonal")}
+                if name != "diagonal":
+                    measured[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
+            for key, points in measured.items():
+                replicates.setdefault(key, []).append(points)
+    curves = {key: mean_curve(reps) for key, reps in replicates.items()}
+    hulls = {m: upper_hull(curves[f"{m}-grid"] + curves[m]) for m in conditioned if f"{m}-grid" in curves}
     fixed = [curves[f"fixed-{b:g}"][0] for b in FIXED if f"fixed-{b:g}" in curves]
     gaps, bd = {}, {}
     for model in conditioned:
@@ -140,9 +175,10 @@ def run(args) -> dict:
     arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
     results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
                           "loss_norm": loss_norms,
-                          "models": {n: str(p) for n, p in (args.model or {}).items()},
+                          "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},
                           "images": [n for n, _ in images]},
-               "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd}
+               "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd,
+               "replicates_bd_rate_pct": replicate_bd_rates(replicates, conditioned)}
     strip = json.loads(json.dumps(results, default=float))
     for points in strip["curves"].values():
         for p in points:
@@ -202,6 +238,11 @@ def report(results: dict) -> str:
         "| test vs anchor | BD-rate |", "|---|---|",
     ]
     lines += [f"| {k} | {v:+.1f} |" for k, v in results["bd_rate_pct"].items()]
+    if results.get("replicates_bd_rate_pct"):
+        lines += ["", "Where a model was given more than once (replicates, e.g. seeds, numbered in the order given), "
+                  "the curves above and below are their point-by-point means; single replicates against each "
+                  "other:", "", "| test vs anchor | BD-rate |", "|---|---|"]
+        lines += [f"| {k} | {v:+.1f} |" for k, v in results["replicates_bd_rate_pct"].items()]
     lines += ["", "## At each fixed point", "",
               "Objective gap: per-pixel (D + beta R) / beta from the measured bytes and PSNR, conditioned model "
               "against the fixed-beta model at the same beta (positive = the conditioned model is worse).", "",
@@ -251,11 +292,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--model", action="append", metavar="NAME=PATH",
-                        help=f"measure this model instead of training (repeat; NAME one of {', '.join(NAMES)})")
+                        help=f"measure this model instead of training (repeat; NAME one of {', '.join(NAMES)}; "
+                        "a NAME given several times: replicates, e.g. seeds, whose curves are averaged)")
     args = parser.parse_args(argv)
     if args.model:
-        models = dict(m.partition("=")[::2] for m in args.model)
-        bad = [n for n, path in models.items() if n not in NAMES or not Path(path).is_file()]
+        models: dict[str, list[str]] = {}
+        for m in args.model:
+            name, _, path = m.partition("=")
+            models.setdefault(name, []).append(path)
+        bad = [f"{n}={p}" for n, paths in models.items() for p in paths if n not in NAMES or not Path(p).is_file()]
         if bad:
             parser.error(f"--model needs NAME=PATH with NAME one of {', '.join(NAMES)} and an existing file: {bad}")
         args.model = models

@@ -46,6 +46,23 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert [g["beta"] for g in results["gaps"]["mix"]] == [1.0, 5.0] and results["config"]["steps_trained"]["mix"] == 8
     assert "models trained elsewhere: mix 8 steps" in (out2 / "REPORT.md").read_text()
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # replicates (a name given twice; here the same file, so they agree): mean curves, BD-rates between replicates
+    out3 = tmp_path / "out3"
+    pairs = [f"{n}={runs}/{m}/last.pt" for n, m in (("mix", "mix"), ("mix", "mix"), ("fixed-1", "fixed-1"),
+                                                     ("fixed-1", "fixed-1"), ("fixed-5", "fixed-5"),
+                                                     ("fixed-5", "fixed-5"))]
+    fixed_beta.main(["--out", str(out3), "--quick", "--threads", "1", "--quiet",
+                     *[a for pair in pairs for a in ("--model", pair)]])
+    again = json.loads((out3 / "results.json").read_text())
+    assert [p["bpp"] for p in again["curves"]["mix"]] == pytest.approx([p["bpp"] for p in results["curves"]["mix"]])
+    assert again["curves"]["mix"][0]["replicates"] == 2 and again["bd_rate_pct"] == pytest.approx(
+        results["bd_rate_pct"])
+    between = again["replicates_bd_rate_pct"]
+    assert between["fixed-beta set 2 vs set 1"] == pytest.approx(0, abs=1e-9)
+    assert len(between) == 5 and between["mix model 2 at beta2 = beta1 vs fixed-beta set 1"] == pytest.approx(
+        results["bd_rate_pct"]["mix model at beta2 = beta1 vs the fixed-beta models"])
+    assert "single replicates against each other" in (out3 / "REPORT.md").read_text()
     for bad in ("blend=" + str(runs / "mix" / "last.pt"), "mix=" + str(runs / "missing.pt"), "mix"):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", bad])
