@@ -56,6 +56,8 @@ class TrainConfig:
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" also replays the step as CUDA graphs
     seed: int = 0
     beta_range: tuple[float, float] | None = None  # set the model's beta square (e.g. widen it); None keeps it
+    latent_bins: bool = False  # give a model without them learned bin widths (GHVAEConfig.latent_bins; they start
+    # as the identity, so a trained model continues from what it computes); False keeps the model's own
     loss_norm: str = "none"  # "none": the shared network sees each image's D + beta2 R2 + beta1 R1 as it is;
     # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more (docs/training.md)
 
@@ -223,6 +225,17 @@ def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
             "score_mean": sum(objectives) / len(objectives)}
 
 
+def _continued(state: dict, model_cfg: GHVAEConfig, source: str) -> GHVAE:
+    """The model of a checkpoint or weights file under ``model_cfg``: its own config, with another beta square or
+    newly added bin widths, which start as the identity (Δ = 1), so the model computes what it computed."""
+    stored = model_from_state(state, source)
+    model = GHVAE(model_cfg)
+    missing, unexpected = model.load_state_dict(stored.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("bins_") for k in missing):
+        raise ValueError(f"{source} does not fit {model_cfg}")
+    return model
+
+
 def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
     """dev_eval's score of the model in the checkpoint at ``path``."""
     return dev_eval(model_from_state(load_checkpoint(path), str(path)).to(device), images, device)["score"]
@@ -314,16 +327,21 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         model_cfg = GHVAEConfig(**state["model_config"])
     if cfg.beta_range:  # the square the model trains on and will accept from then on (the weights are unchanged)
         model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
+    new_bins = cfg.latent_bins and not model_cfg.latent_bins
+    if new_bins:
+        model_cfg = replace(model_cfg, latent_bins=True)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     parse_fixed_betas(cfg.betas, beta_range)
-    model = (GHVAE(model_cfg) if state is None
-             else model_from_state({**state, "model_config": model_cfg.to_dict()}, resume)).to(device)
+    model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, history, rescore = 0, math.inf, [], None
     if state is not None:
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
-            opt.load_state_dict(state["optimizer"])
+            if new_bins:
+                log.info("new bin widths (latent_bins): a fresh Adam")
+            else:
+                opt.load_state_dict(state["optimizer"])
             best, history = state["best_score"], state["history"]
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")

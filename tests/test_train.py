@@ -74,6 +74,26 @@ def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
         TrainConfig(data="d", out="o", loss_norm="beta")
 
 
+def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1"]
+    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "1"],
+            ["--resume", str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "b"), "--steps", "2",
+             "--latent-bins"],  # a full checkpoint: the new parameters need a fresh Adam
+            ["--resume", str(tmp_path / "b" / "last.pt"), "--steps", "3"]]  # keeps them without the flag
+    for args in runs:
+        result = CliRunner().invoke(main, ["train", *common, *args])
+        assert result.exit_code == 0, result.output
+    plain, binned = (load_checkpoint(tmp_path / run / "last.pt") for run in ("a", "b"))
+    assert "latent_bins" not in plain["model_config"] and binned["model_config"]["latent_bins"]
+    assert binned["step"] == 3 and set(binned["model"]) - set(plain["model"]) == {
+        "bins_z2.weight", "bins_z2.bias", "bins_z1.weight", "bins_z1.bias"}
+
+
 def test_beta_range_is_checked_and_moves_the_sampled_square():
     from hitcodec.models.ghvae import GHVAEConfig
 

@@ -498,8 +498,11 @@ def _check_betas_mode(ctx, param, value):
               help="none (default for a new run): train on each image's D + beta2 R2 + beta1 R1 as it is; "
                    "sqrt-beta: divide it by sqrt(beta2 beta1), as models before 2026-11-26 were trained "
                    "(how the network's capacity is shared between betas; docs/training.md).")
+@click.option("--latent-bins", is_flag=True, default=None,
+              help="Give the model a learned bin width per latent channel and beta (GHVAEConfig.latent_bins); "
+                   "added to trained weights, they start as the identity.")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_, compile_mode, beta_range, loss_norm):
+          amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
@@ -516,7 +519,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
                          device=device, amp=amp, channels_last=channels_last, compile=compile_,
-                         compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm)
+                         compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
+                         latent_bins=latent_bins)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     try:

@@ -12,10 +12,10 @@ All sub-networks get e = embed(log beta2, log beta1) through FiLM layers, so one
 (beta2, beta1) in [0.1, 10]^2. Latents are quantized around their prior mean: z_sym = round(y - mean),
 ẑ = mean + z_sym. With ``latent_bins`` (GHVAEConfig) each latent channel's quantization bin has a width
 Δ(β) > 0 learned as a function of beta (like the gain and inverse-gain units of Cui et al., CVPR 2021): the
-latents and their priors are expressed in units of Δ, so the rounding, the
-rates and the bitstream stay on the unit grid, and the transforms that read ẑ multiply by Δ again.
-In training, z2 gets additive uniform noise (rate and top-down path); z1 gets noise for its rate and
-straight-through rounding for the synthesis path. Rates are in nats.
+latents and their priors are expressed in units of Δ, so the rounding, the rates and the bitstream stay on the
+unit grid, and the transforms that read ẑ multiply by Δ again. In training, z2 gets additive uniform noise
+(rate and top-down path); z1 gets noise for its rate and straight-through rounding for the synthesis path.
+Rates are in nats.
 """
 
 from __future__ import annotations
