@@ -142,7 +142,7 @@ def run(args) -> dict:
             loaded = LoadedModel(model, model_id(model), str(path))
             configs[name], steps[name] = model.config, state.get("step", 0)
             if "train_config" in state:  # exported weights carry none
-                loss_norms[name] = TrainConfig.from_checkpoint(state["train_config"]).loss_norm
+                loss_norms.setdefault(name, []).append(TrainConfig.from_checkpoint(state["train_config"]).loss_norm)
             if name.startswith("fixed-"):
                 b = float(name[len("fixed-"):])
                 measured = {name: measure_ghvae(loaded, images, [(b, b)], name)}
@@ -174,7 +174,7 @@ def run(args) -> dict:
     archs = {name: c.to_dict() for name, c in configs.items()}
     arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
     results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
-                          "loss_norm": loss_norms,
+                          "loss_norm": {n: v[0] if len(set(v)) == 1 else "; ".join(v) for n, v in loss_norms.items()},
                           "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},
                           "images": [n for n, _ in images]},
                "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd,
