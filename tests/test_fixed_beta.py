@@ -58,11 +58,12 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert [p["bpp"] for p in again["curves"]["mix"]] == pytest.approx([p["bpp"] for p in results["curves"]["mix"]])
     assert again["config"]["loss_norm"]["mix"] == "none"  # one label where the replicates agree
     assert again["curves"]["mix"][0]["replicates"] == 2 and again["bd_rate_pct"] == pytest.approx(
-        results["bd_rate_pct"])
+        results["bd_rate_pct"], nan_ok=True)  # NaN where toy curves do not overlap
     between = again["replicates_bd_rate_pct"]
-    assert between["fixed-beta set 2 vs set 1"] == pytest.approx(0, abs=1e-9)
+    same = between["fixed-beta set 2 vs set 1"]
+    assert abs(same) < 1e-9 or np.isnan(same)  # identical sets (NaN where a toy curve has one distinct PSNR)
     assert len(between) == 5 and between["mix model 2 at beta2 = beta1 vs fixed-beta set 1"] == pytest.approx(
-        results["bd_rate_pct"]["mix model at beta2 = beta1 vs the fixed-beta models"])
+        results["bd_rate_pct"]["mix model at beta2 = beta1 vs the fixed-beta models"], nan_ok=True)
     assert "single replicates against each other" in (out3 / "REPORT.md").read_text()
     for bad in ("blend=" + str(runs / "mix" / "last.pt"), "mix=" + str(runs / "missing.pt"), "mix"):
         with pytest.raises(SystemExit) as exc:
