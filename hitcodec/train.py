@@ -60,6 +60,8 @@ class TrainConfig:
     # as the identity, so a trained model continues from what it computes); False keeps the model's own
     loss_norm: str = "none"  # "none": the shared network sees each image's D + beta2 R2 + beta1 R1 as it is;
     # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more (docs/training.md)
+    bins_lr: float = 0.0  # learning rate of the bin widths; 0 = lr. Added to a trained model, they start at the
+    # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:
@@ -236,6 +238,21 @@ def _continued(state: dict, model_cfg: GHVAEConfig, source: str) -> GHVAE:
     return model
 
 
+def _optimizer(model: GHVAE, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam over the model's parameters: a model with bin widths has them in a second group (``bins_lr``)."""
+    bins = [p for name, p in model.named_parameters() if name.startswith("bins_")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("bins_")]
+    opt = torch.optim.Adam([{"params": rest}] + ([{"params": bins}] if bins else []), lr=cfg.lr)
+    _set_lr(opt, cfg, dropped=False)
+    return opt
+
+
+def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, dropped: bool) -> None:
+    """This run's learning rates (``lr``, and ``bins_lr`` for the bin widths), divided by 3 once dropped."""
+    for i, group in enumerate(opt.param_groups):
+        group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / (3 if dropped else 1)
+
+
 def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
     """dev_eval's score of the model in the checkpoint at ``path``."""
     return dev_eval(model_from_state(load_checkpoint(path), str(path)).to(device), images, device)["score"]
@@ -333,20 +350,21 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     parse_fixed_betas(cfg.betas, beta_range)
     model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = _optimizer(model, cfg)
     step, best, history, rescore = 0, math.inf, [], None
     if state is not None:
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
             if new_bins:
                 log.info("new bin widths (latent_bins): a fresh Adam")
+            elif len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
+                log.info("the checkpoint's Adam state has another grouping of the parameters: a fresh Adam")
             else:
                 opt.load_state_dict(state["optimizer"])
+                _set_lr(opt, cfg, dropped=False)  # this run's learning rates, not the stored ones
             best, history = state["best_score"], state["history"]
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr
     if step >= cfg.steps:
         raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
                          "give a larger --steps")
@@ -385,8 +403,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     while step < cfg.steps:
         done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
                 else (step - first_step) / max(cfg.steps - first_step, 1))
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr / 3 if done >= cfg.lr_drop else cfg.lr
+        _set_lr(opt, cfg, dropped=done >= cfg.lr_drop)
         x = sampler.sample(cfg.batch)
         beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen, beta_range), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0

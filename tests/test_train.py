@@ -83,7 +83,7 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
     common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1"]
     runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "1"],
             ["--resume", str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "b"), "--steps", "2",
-             "--latent-bins"],  # a full checkpoint: the new parameters need a fresh Adam
+             "--latent-bins", "--bins-lr", "0.01"],  # a full checkpoint: the new parameters need a fresh Adam
             ["--resume", str(tmp_path / "b" / "last.pt"), "--steps", "3"]]  # keeps them without the flag
     for args in runs:
         result = CliRunner().invoke(main, ["train", *common, *args])
@@ -92,6 +92,18 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
     assert "latent_bins" not in plain["model_config"] and binned["model_config"]["latent_bins"]
     assert binned["step"] == 3 and set(binned["model"]) - set(plain["model"]) == {
         "bins_z2.weight", "bins_z2.bias", "bins_z1.weight", "bins_z1.bias"}
+    # the bin widths are Adam's second group, at their own learning rate, and its state carries over a resume
+    groups, adam = binned["optimizer"]["param_groups"], binned["optimizer"]["state"]
+    assert [g["lr"] for g in groups] == [2e-4, 0.01] and len(groups[1]["params"]) == 4
+    assert {float(adam[i]["step"]) for i in groups[1]["params"]} == {2.0}  # steps 2 and 3: not a fresh Adam
+    assert binned["model"]["bins_z1.bias"].abs().min() > 0.005  # moved from 0 at lr 0.01
+    # a checkpoint whose Adam has one group (written before bins_lr) continues with a fresh one
+    old = tmp_path / "one-group.pt"
+    torch.save({**binned, "optimizer": torch.optim.Adam(
+        [torch.zeros(1, requires_grad=True)]).state_dict()}, old)
+    result = CliRunner().invoke(main, ["train", *common, "--resume", str(old), "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
 
 
 def test_beta_range_is_checked_and_moves_the_sampled_square():
