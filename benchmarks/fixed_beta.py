@@ -140,7 +140,8 @@ def run(args) -> dict:
             state = load_checkpoint(path)
             model = model_from_state(state, str(path))
             loaded = LoadedModel(model, model_id(model), str(path))
-            configs[name], steps[name] = model.config, state.get("step", 0)
+            configs[name] = model.config
+            steps.setdefault(name, []).append(state.get("step", 0))
             if "train_config" in state:  # exported weights carry none
                 loss_norms.setdefault(name, []).append(TrainConfig.from_checkpoint(state["train_config"]).loss_norm)
             if name.startswith("fixed-"):
@@ -173,8 +174,9 @@ def run(args) -> dict:
             bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
     archs = {name: c.to_dict() for name, c in configs.items()}
     arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
-    results = {"config": {**vars(args), "model": arch, "fixed": FIXED, "steps_trained": steps,
-                          "loss_norm": {n: v[0] if len(set(v)) == 1 else "; ".join(v) for n, v in loss_norms.items()},
+    results = {"config": {**vars(args), "model": arch, "fixed": FIXED,
+                          "steps_trained": {n: _one_or_all(v) for n, v in steps.items()},
+                          "loss_norm": {n: _one_or_all(v) for n, v in loss_norms.items()},
                           "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},
                           "images": [n for n, _ in images]},
                "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd,
@@ -190,6 +192,11 @@ def run(args) -> dict:
     plot(out, curves, hulls, fixed, conditioned)
     (out / "REPORT.md").write_text(report(strip))
     return strip
+
+
+def _one_or_all(values: list):
+    """A replicated model's setting: the one value when all replicates share it, else all of them."""
+    return values[0] if len(set(values)) == 1 else "; ".join(map(str, values))
 
 
 def plot(out: Path, curves: dict, hulls: dict, fixed: list[dict], conditioned: list[str]) -> None:

@@ -57,6 +57,7 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     again = json.loads((out3 / "results.json").read_text())
     assert [p["bpp"] for p in again["curves"]["mix"]] == pytest.approx([p["bpp"] for p in results["curves"]["mix"]])
     assert again["config"]["loss_norm"]["mix"] == "none"  # one label where the replicates agree
+    assert again["config"]["steps_trained"]["mix"] == 8 and fixed_beta._one_or_all([8, 12]) == "8; 12"
     assert again["curves"]["mix"][0]["replicates"] == 2 and again["bd_rate_pct"] == pytest.approx(
         results["bd_rate_pct"], nan_ok=True)  # NaN where toy curves do not overlap
     between = again["replicates_bd_rate_pct"]
