@@ -360,8 +360,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             elif len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
                 log.info("the checkpoint's Adam state has another grouping of the parameters: a fresh Adam")
             else:
-                opt.load_state_dict(state["optimizer"])
-                _set_lr(opt, cfg, dropped=False)  # this run's learning rates, not the stored ones
+                opt.load_state_dict(state["optimizer"])  # its stored lrs: the loop sets this run's
             best, history = state["best_score"], state["history"]
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")

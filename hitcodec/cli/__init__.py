@@ -505,8 +505,7 @@ def _check_betas_mode(ctx, param, value):
               help="Learning rate of the bin widths (default: --lr); e.g. --lr 2e-5 --bins-lr 5e-4 when adding "
                    "them to a trained model.")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins,
-          bins_lr):
+          amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
