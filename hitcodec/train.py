@@ -344,8 +344,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         model_cfg = GHVAEConfig(**state["model_config"])
     if cfg.beta_range:  # the square the model trains on and will accept from then on (the weights are unchanged)
         model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
-    new_bins = cfg.latent_bins and not model_cfg.latent_bins
-    if new_bins:
+    if cfg.latent_bins and not model_cfg.latent_bins:
         model_cfg = replace(model_cfg, latent_bins=True)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     parse_fixed_betas(cfg.betas, beta_range)
@@ -355,10 +354,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if state is not None:
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
-            if new_bins:
-                log.info("new bin widths (latent_bins): a fresh Adam")
-            elif len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
-                log.info("the checkpoint's Adam state has another grouping of the parameters: a fresh Adam")
+            if len(state["optimizer"]["param_groups"]) != len(opt.param_groups):  # new bin widths, or written
+                log.info("the checkpoint's Adam state does not fit the parameters: a fresh Adam")  # before bins_lr
             else:
                 opt.load_state_dict(state["optimizer"])  # its stored lrs: the loop sets this run's
             best, history = state["best_score"], state["history"]
