@@ -62,6 +62,8 @@ class TrainConfig:
     # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more (docs/training.md)
     bins_lr: float = 0.0  # learning rate of the bin widths; 0 = lr. Added to a trained model, they start at the
     # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
+    lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
+    # parameter by about lr, which throws a trained model back); a run that loads Adam's state has none
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:
@@ -247,10 +249,11 @@ def _optimizer(model: GHVAE, cfg: TrainConfig) -> torch.optim.Adam:
     return opt
 
 
-def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, dropped: bool) -> None:
-    """This run's learning rates (``lr``, and ``bins_lr`` for the bin widths), divided by 3 once dropped."""
+def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, dropped: bool, warm: float = 1.0) -> None:
+    """This run's learning rates (``lr``, and ``bins_lr`` for the bin widths), divided by 3 once dropped and
+    multiplied by ``warm`` (the warm-up's fraction)."""
     for i, group in enumerate(opt.param_groups):
-        group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / (3 if dropped else 1)
+        group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / (3 if dropped else 1) * warm
 
 
 def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
@@ -350,7 +353,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     parse_fixed_betas(cfg.betas, beta_range)
     model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
     opt = _optimizer(model, cfg)
-    step, best, history, rescore = 0, math.inf, [], None
+    step, best, history, rescore, warmup = 0, math.inf, [], None, cfg.lr_warmup
     if state is not None:
         step = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
@@ -358,6 +361,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 log.info("the checkpoint's Adam state does not fit the parameters: a fresh Adam")  # before bins_lr
             else:
                 opt.load_state_dict(state["optimizer"])  # its stored lrs: the loop sets this run's
+                warmup = 0
             best, history = state["best_score"], state["history"]
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")
@@ -399,7 +403,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     while step < cfg.steps:
         done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
                 else (step - first_step) / max(cfg.steps - first_step, 1))
-        _set_lr(opt, cfg, dropped=done >= cfg.lr_drop)
+        warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
+        _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
         beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen, beta_range), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0

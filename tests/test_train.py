@@ -106,6 +106,25 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
 
 
+def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1", "--lr", "1e-3"]
+    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "2", "--lr-warmup", "4"],
+            ["--resume", str(tmp_path / "a" / "last.pt"), "--steps", "3"]]  # loads Adam's state: no warm-up
+    lrs = []
+    for args in runs:
+        result = CliRunner().invoke(main, ["train", *common, *args])
+        assert result.exit_code == 0, result.output
+        state = load_checkpoint(tmp_path / "a" / "last.pt")
+        lrs.append([group["lr"] for group in state["optimizer"]["param_groups"]])
+    assert state["train_config"]["lr_warmup"] == 4 and state["step"] == 3
+    assert lrs == [[pytest.approx(1e-3 * 2 / 4)], [1e-3]]  # the lr of each run's last step
+
+
 def test_beta_range_is_checked_and_moves_the_sampled_square():
     from hitcodec.models.ghvae import GHVAEConfig
 
