@@ -63,7 +63,7 @@ class TrainConfig:
     bins_lr: float = 0.0  # learning rate of the bin widths; 0 = lr. Added to a trained model, they start at the
     # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
-    # parameter by about lr, which throws a trained model back); a run that loads Adam's state has none
+    # parameter by about lr); a run that loads Adam's state has none
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:

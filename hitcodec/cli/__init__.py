@@ -505,8 +505,8 @@ def _check_betas_mode(ctx, param, value):
               help="Learning rate of the bin widths (default: --lr); e.g. --lr 2e-5 --bins-lr 5e-4 when adding "
                    "them to a trained model.")
 @click.option("--lr-warmup", type=click.IntRange(min=0),
-              help="Steps over which a fresh Adam's learning rates ramp up from 0 (e.g. 2000 when continuing "
-                   "exported weights, whose first steps would otherwise throw the model back); 0 = none.")
+              help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
+                   "weights (a run that loads Adam's state has none); 0 = none.")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
           amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr, lr_warmup):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
