@@ -8,6 +8,8 @@ for every model:
 - ``square``: beta2, beta1 log-uniform over [0.1, 10]^2, one model for every split (the paper's GHVAE);
 - ``mix``: half of each batch from the square, half from the z2-heavy corner (how the shipped model is trained);
 - ``diagonal``: beta2 = beta1 log-uniform, the conventional beta-VAE, one model for every rate;
+- ``mix-diagonal``: a third each from the square, the corner and the diagonal (trained only where ``--names``
+  names it);
 - ``fixed:b,b`` for b in FIXED: one model per point on the diagonal, the classic one-model-per-rate codec.
 
 Then every model is measured with the real codec (bytes from constriction's ANS coder, uint8 PSNR) on centre
@@ -21,7 +23,9 @@ Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupt
 by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
 MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.1, 10] (the fixed points and the
 measured grid stay as they are), to see whether a fixed point near the square's edge suffers from being there.
-``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta.
+``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta. ``--fixed-from
+RESULTS.json`` compares against the fixed-beta points that an earlier run measured (their mean where it
+had replicates) instead of training or measuring fixed-beta models again.
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -52,8 +56,9 @@ from hitcodec.weights import LoadedModel, model_from_state, model_id
 
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
 FIXED = (0.2, 1.0, 5.0)
-CONDITIONED = ("square", "mix", "diagonal")  # training modes of the beta-conditioned models (hitcodec.train)
+CONDITIONED = ("square", "mix", "diagonal", "mix-diagonal")  # modes of the beta-conditioned models (hitcodec.train)
 NAMES = {**{name: name for name in CONDITIONED}, **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
+DEFAULT_NAMES = [n for n in NAMES if n != "mix-diagonal"]  # the six models of the first comparison
 
 
 def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
@@ -127,7 +132,8 @@ def run(args) -> dict:
     if args.model:  # measured, not trained here; a name given several times: replicates (e.g. seeds)
         checkpoints = {name: [Path(path) for path in paths] for name, paths in args.model.items()}
     else:
-        checkpoints = {name: [train_model(name, NAMES[name], args)] for name in args.names}
+        checkpoints = {name: [train_model(name, NAMES[name], args)] for name in args.names
+                       if not (args.fixed_from and name.startswith("fixed-"))}
     if args.train_only:
         return {"bd_rate_pct": {}}
     conditioned = [m for m in CONDITIONED if m in checkpoints]
@@ -153,6 +159,14 @@ def run(args) -> dict:
                     measured[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
             for key, points in measured.items():
                 replicates.setdefault(key, []).append(points)
+    if args.fixed_from:  # fixed-beta points measured by an earlier run (the mean of its replicates): one set here
+        stored = json.loads(Path(args.fixed_from).read_text())
+        for name in (f"fixed-{b:g}" for b in FIXED):
+            if name in stored["curves"] and name not in replicates:
+                replicates[name] = [stored["curves"][name]]
+                steps[name] = [stored["config"].get("steps_trained", {}).get(name, 0)]
+                if name in stored["config"].get("loss_norm", {}):
+                    loss_norms[name] = [stored["config"]["loss_norm"][name]]
     curves = {key: mean_curve(reps) for key, reps in replicates.items()}
     hulls = {m: upper_hull(curves[f"{m}-grid"] + curves[m]) for m in conditioned if f"{m}-grid" in curves}
     fixed = [curves[f"fixed-{b:g}"][0] for b in FIXED if f"fixed-{b:g}" in curves]
@@ -239,7 +253,9 @@ def report(results: dict) -> str:
     lines = [
         title, "",
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
-        "", *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
+        "", *([f"Fixed-beta points as measured by an earlier run (`--fixed-from {cfg['fixed_from']}`).", ""]
+              if cfg.get("fixed_from") else []),
+        *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
         "## BD-rate (%, negative = fewer bits at equal PSNR)", "",
         "| test vs anchor | BD-rate |", "|---|---|",
@@ -293,8 +309,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="models trained here learn a bin width per latent channel and beta (GHVAEConfig)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
-    parser.add_argument("--names", default=",".join(NAMES),
-                        help=f"comma-separated models to train and measure (default all: {','.join(NAMES)})")
+    parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
+                        help=f"comma-separated models to train and measure, from {','.join(NAMES)} (default "
+                        f"{','.join(DEFAULT_NAMES)})")
+    parser.add_argument("--fixed-from", metavar="RESULTS.json",
+                        help="take the fixed-beta points from an earlier run's results.json (same --crop) instead of "
+                        "training or measuring fixed-beta models here")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")
@@ -322,6 +342,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--names takes models from {', '.join(NAMES)}, not {unknown or 'nothing'}")
     if args.quick:
         args.steps, args.crop, args.diagonal, args.grid, args.patch = 8, 64, 3, 2, 64
+    if args.fixed_from:
+        try:
+            stored = json.loads(Path(args.fixed_from).read_text())
+            crop, fixed = stored["config"]["crop"], [n for n in stored["curves"] if n.startswith("fixed-")]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"--fixed-from: not the results.json of a fixed_beta run: {args.fixed_from} ({e})")
+        if not fixed or crop != args.crop:
+            parser.error(f"--fixed-from: {args.fixed_from} has {len(fixed)} fixed-beta points measured on crops of "
+                         f"{crop}, this run measures on crops of {args.crop}")
     results = run(args)
     for k, v in results["bd_rate_pct"].items():
         print(f"{k}: {v:+.1f} %")

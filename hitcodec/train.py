@@ -44,7 +44,8 @@ class TrainConfig:
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
     betas: str = "mix"  # "mix": half square, half corner (keeps z2 alive); "square": beta2, beta1 independent;
-    # "diagonal": beta2 = beta1 (conventional beta-VAE); "z2-heavy": only the corner where z2 is cheap
+    # "diagonal": beta2 = beta1 (conventional beta-VAE); "z2-heavy": only the corner where z2 is cheap;
+    # "mix-diagonal": a third each from the square, the corner and the diagonal
     eval_every: int = 500  # steps between dev-eval runs (and checkpoints)
     dev: str = ""  # folder of dev-eval images; "" = the bundled scikit-image/scikit-learn/matplotlib photos
     dev_max_side: int = 512  # dev images are center-cropped to at most this side, for speed
@@ -119,7 +120,7 @@ class PatchSampler:
         return out
 
 
-BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "fixed:BETA2,BETA1")
+BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "mix-diagonal", "fixed:BETA2,BETA1")
 
 
 def parse_beta_range(text: str) -> tuple[float, float]:
@@ -153,7 +154,9 @@ def sample_betas(batch: int, mode: str, generator: torch.Generator,
     diagonal, in the z2-heavy corner (beta2 within 5x of the low end, beta1 within 5x of the high end: for the
     default square beta2 in [0.1, 0.5], beta1 in [2, 10], where bits in z1 cost 4-100x more than in z2), or "mix":
     each image from the square or the corner with equal odds (uniform sampling alone lets z2 collapse; see
-    README); or one point, "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
+    README), or "mix-diagonal": a third each from the square, the corner and the diagonal (more of the diagonal,
+    where the rate/distortion curve is measured, with the corner still keeping z2 alive); or one point,
+    "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
     fixed = parse_fixed_betas(mode, beta_range)
     if fixed is not None:
         return torch.full((batch,), fixed[0]), torch.full((batch,), fixed[1])
@@ -167,6 +170,9 @@ def sample_betas(batch: int, mode: str, generator: torch.Generator,
         square = corner
     elif mode == "mix":
         square = torch.where(torch.rand(batch, 1, generator=generator) < 0.5, corner, square)
+    elif mode == "mix-diagonal":
+        pick = torch.rand(batch, 1, generator=generator)
+        square = torch.where(pick < 1 / 3, corner, torch.where(pick < 2 / 3, square[:, :1].expand(-1, 2), square))
     elif mode == "diagonal":
         square[:, 1] = square[:, 0]
     return square[:, 0].exp(), square[:, 1].exp()

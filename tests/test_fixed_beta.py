@@ -66,6 +66,21 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert len(between) == 5 and between["mix model 2 at beta2 = beta1 vs fixed-beta set 1"] == pytest.approx(
         results["bd_rate_pct"]["mix model at beta2 = beta1 vs the fixed-beta models"], nan_ok=True)
     assert "single replicates against each other" in (out3 / "REPORT.md").read_text()
+
+    # the fixed-beta points of an earlier run's results.json: the same comparison, no fixed-beta model measured
+    out4, first = tmp_path / "out4", json.loads((out / "results.json").read_text())
+    fixed_beta.main(["--out", str(out4), "--quick", "--threads", "1", "--quiet", "--model", f"mix={runs}/mix/last.pt",
+                     "--fixed-from", str(out / "results.json")])
+    reused = json.loads((out4 / "results.json").read_text())
+    assert all(reused["curves"][f"fixed-{b:g}"] == first["curves"][f"fixed-{b:g}"] for b in fixed_beta.FIXED)
+    key = "mix model at beta2 = beta1 vs the fixed-beta models"
+    assert reused["bd_rate_pct"][key] == pytest.approx(first["bd_rate_pct"][key], nan_ok=True)
+    assert reused["config"]["steps_trained"]["fixed-5"] == 8 and "--fixed-from" in (out4 / "REPORT.md").read_text()
+    for bad in (["--fixed-from", str(tmp_path / "missing.json")], ["--fixed-from", str(runs / "mix" / "last.pt")],
+                ["--fixed-from", str(out / "results.json"), "--crop", "128"]):
+        with pytest.raises(SystemExit) as exc:
+            fixed_beta.main(["--out", str(out2), "--model", f"mix={runs}/mix/last.pt", *bad])
+        assert exc.value.code == 2
     for bad in ("blend=" + str(runs / "mix" / "last.pt"), "mix=" + str(runs / "missing.pt"), "mix"):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", bad])

@@ -22,6 +22,10 @@ def test_beta_sampling_covers_the_square_and_the_diagonal():
     assert abs(torch.log10(b2).mean()) < 0.05 and abs(torch.corrcoef(torch.stack([b2.log(), b1.log()]))[0, 1]) < 0.1
     d2, d1 = sample_betas(10, "diagonal", g)
     assert torch.equal(d2, d1)
+    m2, m1 = sample_betas(6000, "mix-diagonal", g)  # a third each: the diagonal, the corner, the square
+    on_diagonal, corner = (m2 == m1).float().mean(), ((m2 <= 0.5) & (m1 >= 2)).float().mean()
+    assert 0.3 < on_diagonal < 0.37 and 0.35 < corner < 0.4  # 1/3, and 1/3 + the square's share (1/3 * 0.35**2)
+    assert 0.1 <= m2.min() and m2.max() <= 10 and 0.1 <= m1.min() and m1.max() <= 10
     f2, f1 = sample_betas(3, "fixed:2,0.5", g)
     assert f2.tolist() == [2.0] * 3 and f1.tolist() == [0.5] * 3
     for bad in ("fixed:20,1", "fixed:1", "fixed:a,b", "circle"):

@@ -483,7 +483,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
-                   "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; fixed:BETA2,BETA1: one point only.")
+                   "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
+                   "corner and diagonal; fixed:BETA2,BETA1: one point only.")
 @click.option("--eval-every", type=int)
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
