@@ -253,7 +253,8 @@ def report(results: dict) -> str:
     lines = [
         title, "",
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
-        "", *([f"Fixed-beta points as measured by an earlier run (`--fixed-from {cfg['fixed_from']}`).", ""]
+        "", *([f"Fixed-beta points as measured by an earlier run (`--fixed-from {cfg['fixed_from']}`; "
+              "the mean of its replicates, if it had any, is fixed-beta set 1 below).", ""]
               if cfg.get("fixed_from") else []),
         *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
