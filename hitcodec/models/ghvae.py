@@ -189,9 +189,8 @@ class GHVAE(nn.Module):
         mean, raw = self.prior_z2_net(e).chunk(2, dim=1)
         scale = F.softplus(raw) * 4
         bins = self.bin_width("z2", e)
-        if bins is not None:
-            mean, scale = mean / bins[:, :, 0, 0], scale / bins[:, :, 0, 0]
-        scale = self.scale_bound(scale)
+        bins = None if bins is None else bins[:, :, 0, 0]
+        mean, scale = _in_bins(mean, bins, divide=True), self.scale_bound(_in_bins(scale, bins, divide=True))
         shape = (-1, mean.shape[1], height, width)
         return mean[:, :, None, None].expand(shape), scale[:, :, None, None].expand(shape)
 
@@ -200,9 +199,7 @@ class GHVAE(nn.Module):
         mean, raw = self.prior_z1_net(ctx, e).chunk(2, dim=1)
         scale = F.softplus(raw)
         bins = self.bin_width("z1", e)
-        if bins is not None:
-            mean, scale = mean / bins, scale / bins
-        return mean, self.scale_bound(scale)
+        return _in_bins(mean, bins, divide=True), self.scale_bound(_in_bins(scale, bins, divide=True))
 
     # -- the inference and generative steps -------------------------------------------------------
     def analysis(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
