@@ -186,13 +186,11 @@ class GHVAE(nn.Module):
     # -- the per-layer priors: one function each, called by training, encoder and decoder ------------
     def prior_z2(self, e: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of p(z2), each (B, c2, height, width)."""
-        mean, raw = self.prior_z2_net(e).chunk(2, dim=1)
-        scale = F.softplus(raw) * 4
+        mean, raw = (t[:, :, None, None] for t in self.prior_z2_net(e).chunk(2, dim=1))
         bins = self.bin_width("z2", e)
-        bins = None if bins is None else bins[:, :, 0, 0]
-        mean, scale = _in_bins(mean, bins, divide=True), self.scale_bound(_in_bins(scale, bins, divide=True))
+        mean, scale = _in_bins(mean, bins, divide=True), _in_bins(F.softplus(raw) * 4, bins, divide=True)
         shape = (-1, mean.shape[1], height, width)
-        return mean[:, :, None, None].expand(shape), scale[:, :, None, None].expand(shape)
+        return mean.expand(shape), self.scale_bound(scale).expand(shape)
 
     def prior_z1(self, ctx: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of p(z1|ẑ2), each (B, m, H/16, W/16), from the top-down context of ẑ2."""
