@@ -87,8 +87,11 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
             return from_pil(im)
     except (FileNotFoundError, ImageError):
         raise
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"cannot read image: {exc}") from exc
+    except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"
+        empty = (not source.getbuffer().nbytes if isinstance(source, io.BytesIO)
+                 else isinstance(source, (str, Path)) and not Path(source).stat().st_size)
+        raise ImageError("cannot read image: " + ("the file is empty" if empty else
+                                                  "not a format that Pillow can read")) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image (truncated or corrupt?): {exc}") from exc
 

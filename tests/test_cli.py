@@ -108,6 +108,17 @@ def test_wrong_model_is_reported(png, tiny_path, tmp_path):
     assert r.exit_code == 1 and "model" in r.stderr
 
 
+def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_path):
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    hit = tmp_path / "photo.hit"
+    for command, src in (("compress", png), ("decompress", hit), ("compare", png)):
+        for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.out", "no folder")):
+            r = run(command, src, "-o", out, "--force", "--model", tiny_path)
+            assert r.exit_code == 1 and message in r.stderr, (command, out, r.output)
+            assert r.stderr.count("\n") == 1 and ".tmp" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]
+
+
 def test_no_leftover_temp_files(png, tiny_path, tmp_path):
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]

@@ -46,10 +46,15 @@ def test_exif_orientation_is_applied():
     assert read_image(buf.getvalue()).rgb.shape[:2] == (6, 2)
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", _png(Image.new("RGB", (64, 64)))[:60]])
-def test_bad_data_raises_image_error(data):
-    with pytest.raises(ImageError):
-        read_image(data)
+@pytest.mark.parametrize("data, message", [(b"", "the file is empty"), (b"not an image at all", "not a format"),
+                                           (_png(Image.new("RGB", (64, 64)))[:60], "truncated or corrupt")])
+def test_bad_data_raises_image_error(data, message, tmp_path):
+    path = tmp_path / "bad.png"
+    path.write_bytes(data)
+    for source in (data, path):
+        with pytest.raises(ImageError, match=message) as info:
+            read_image(source)
+        assert "object at 0x" not in str(info.value)  # not Pillow's repr of the file object
 
 
 def test_float_images_are_refused():

@@ -76,15 +76,26 @@ def _parse_rates(text: str) -> tuple[float, float]:
     return r2, r1
 
 
+def _check_output(path: Path | str, force: bool) -> Path:
+    """``path`` as a Path, if a file may be written there: refused if it exists (without ``force``), is a folder
+    or lies in a folder that does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"{path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise CLIError(f"{path} exists (use --force to overwrite)")
+    if not path.parent.is_dir():
+        raise CLIError(f"cannot write {path}: no folder {path.parent}")
+    return path
+
+
 def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     """Write via a temporary file in the same folder and a rename; '-' writes to stdout."""
     if str(path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    path = Path(path)
-    if path.exists() and not force:
-        raise CLIError(f"{path} exists (use --force to overwrite)")
+    path = _check_output(path, force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -153,10 +164,13 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     todo = []
     for src, dst in zip(inputs, outputs):
-        if dst != "-" and Path(dst).exists() and not force:
+        try:
+            if dst != "-":
+                _check_output(dst, force)
+        except CLIError as exc:
             if not many:
-                raise CLIError(f"{dst} exists (use --force to overwrite)")
-            click.echo(f"hitcodec: error: {src}: {dst} exists (use --force to overwrite)", err=True)
+                raise
+            click.echo(f"hitcodec: error: {src}: {exc}", err=True)
             failed += 1
         else:
             todo.append((src, dst))
@@ -383,8 +397,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
     from hitcodec.compare import panels_at, render
     from hitcodec.image import CodecImage, read_image
 
-    if Path(output).exists() and not force:
-        raise CLIError(f"{output} exists (use --force to overwrite)")
+    _check_output(output, force)
     image = read_image(image_path)
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
