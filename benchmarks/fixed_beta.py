@@ -25,7 +25,8 @@ MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.
 measured grid stay as they are), to see whether a fixed point near the square's edge suffers from being there.
 ``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta. ``--fixed-from
 RESULTS.json`` compares against the fixed-beta points that an earlier run measured (their mean where it
-had replicates) instead of training or measuring fixed-beta models again.
+had replicates) instead of training or measuring fixed-beta models again, and against that run's conditioned
+models where this run measures none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``).
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -136,7 +137,6 @@ def run(args) -> dict:
                        if not (args.fixed_from and name.startswith("fixed-"))}
     if args.train_only:
         return {"bd_rate_pct": {}}
-    conditioned = [m for m in CONDITIONED if m in checkpoints]
     configs, steps, loss_norms = {}, {}, {}
     diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
     grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
@@ -159,14 +159,22 @@ def run(args) -> dict:
                     measured[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
             for key, points in measured.items():
                 replicates.setdefault(key, []).append(points)
-    if args.fixed_from:  # fixed-beta points measured by an earlier run (the mean of its replicates): one set here
+    reused = []  # models measured by an earlier run (--fixed-from), not here: the mean of its replicates, one here
+    if args.fixed_from:
         stored = json.loads(Path(args.fixed_from).read_text())
-        for name in (f"fixed-{b:g}" for b in FIXED):
-            if name in stored["curves"] and name not in replicates:
-                replicates[name] = [stored["curves"][name]]
+        arch = stored["config"]["model"]
+        for key, points in stored["curves"].items():
+            name = key.removesuffix("-grid")
+            if name in checkpoints or name not in NAMES:
+                continue
+            replicates[key] = [points]
+            if key == name:
+                reused.append(name)
                 steps[name] = [stored["config"].get("steps_trained", {}).get(name, 0)]
                 if name in stored["config"].get("loss_norm", {}):
                     loss_norms[name] = [stored["config"]["loss_norm"][name]]
+                configs[name] = GHVAEConfig(**(arch[name] if isinstance(arch.get(name), dict) else arch))
+    conditioned = [m for m in CONDITIONED if m in checkpoints or m in reused]
     curves = {key: mean_curve(reps) for key, reps in replicates.items()}
     hulls = {m: upper_hull(curves[f"{m}-grid"] + curves[m]) for m in conditioned if f"{m}-grid" in curves}
     fixed = [curves[f"fixed-{b:g}"][0] for b in FIXED if f"fixed-{b:g}" in curves]
@@ -192,9 +200,9 @@ def run(args) -> dict:
                           "steps_trained": {n: _one_or_all(v) for n, v in steps.items()},
                           "loss_norm": {n: _one_or_all(v) for n, v in loss_norms.items()},
                           "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},
-                          "images": [n for n, _ in images]},
+                          "images": [n for n, _ in images], "reused": reused},
                "curves": curves, "hulls": hulls, "gaps": gaps, "bd_rate_pct": bd,
-               "replicates_bd_rate_pct": replicate_bd_rates(replicates, conditioned)}
+               "replicates_bd_rate_pct": replicate_bd_rates(replicates, [m for m in conditioned if m not in reused])}
     strip = json.loads(json.dumps(results, default=float))
     for points in strip["curves"].values():
         for p in points:
@@ -253,8 +261,8 @@ def report(results: dict) -> str:
     lines = [
         title, "",
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
-        "", *([f"Fixed-beta points as measured by an earlier run (`--fixed-from {cfg['fixed_from']}`; "
-              "the mean of its replicates, if it had any, is fixed-beta set 1 below).", ""]
+        "", *([f"{', '.join(cfg.get('reused', []))}: points as measured by an earlier run (`--fixed-from "
+              f"{cfg['fixed_from']}`; the mean of its replicates, if it had any: fixed-beta set 1 below).", ""]
               if cfg.get("fixed_from") else []),
         *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
@@ -314,8 +322,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated models to train and measure, from {','.join(NAMES)} (default "
                         f"{','.join(DEFAULT_NAMES)})")
     parser.add_argument("--fixed-from", metavar="RESULTS.json",
-                        help="take the fixed-beta points from an earlier run's results.json (same --crop) instead of "
-                        "training or measuring fixed-beta models here")
+                        help="take the fixed-beta points, and the curves of conditioned models not measured here, from "
+                        "an earlier run's results.json (same --crop) instead of training or measuring them")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")

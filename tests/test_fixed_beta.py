@@ -73,8 +73,12 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
                      "--fixed-from", str(out / "results.json")])
     reused = json.loads((out4 / "results.json").read_text())
     assert all(reused["curves"][f"fixed-{b:g}"] == first["curves"][f"fixed-{b:g}"] for b in fixed_beta.FIXED)
-    key = "mix model at beta2 = beta1 vs the fixed-beta models"
-    assert reused["bd_rate_pct"][key] == pytest.approx(first["bd_rate_pct"][key], nan_ok=True)
+    assert reused["config"]["reused"] == ["square", "diagonal", "fixed-0.2", "fixed-1", "fixed-5"]
+    assert reused["curves"]["square-grid"] == first["curves"]["square-grid"]  # and the square model's hull
+    for key in ("mix model at beta2 = beta1 vs the fixed-beta models", "mix model at beta2 = beta1 vs the diagonal "
+                "model", "square model's hull vs the diagonal model"):  # stored models compare as if measured here
+        assert reused["bd_rate_pct"][key] == pytest.approx(first["bd_rate_pct"][key], nan_ok=True)
+    assert reused["gaps"]["diagonal"] == first["gaps"]["diagonal"]
     assert reused["config"]["steps_trained"]["fixed-5"] == 8 and "--fixed-from" in (out4 / "REPORT.md").read_text()
     for bad in (["--fixed-from", str(tmp_path / "missing.json")], ["--fixed-from", str(runs / "mix" / "last.pt")],
                 ["--fixed-from", str(out / "results.json"), "--crop", "128"]):
