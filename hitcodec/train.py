@@ -9,6 +9,7 @@ dev-eval rate/distortion objective, not by the training loss.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -388,8 +389,6 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         entry = {"step": step, "time": time.time(), **result}
         history.append(entry)
         with open(out_dir / "log.jsonl", "a") as f:
-            import json
-
             f.write(json.dumps(entry) + "\n")
         is_best = result["score"] < best
         best = min(best, result["score"])
