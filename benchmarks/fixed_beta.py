@@ -17,7 +17,8 @@ crops of the dev-eval photos, and the report gives
 - the BD-rate of each conditioned model's diagonal against the curve of the fixed-beta models (over the PSNR
   range they share; the issue's goal is <= 3 %), and the objective gap at each fixed point;
 - the BD-rate of the square and mix models' best split per total rate (the upper hull of their (beta2, beta1)
-  grid) against their own diagonal and against the diagonal model.
+  grid) against their own diagonal and against the diagonal model, and of each conditioned model's diagonal
+  against that of mix (the shipped model's recipe).
 Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
 ``--names`` trains and measures a subset; with ``--train-only``, several processes can train different models side
 by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
@@ -188,6 +189,9 @@ def run(args) -> dict:
                        for f in fixed]
         if len(fixed) >= 2:
             bd[f"{model} model at beta2 = beta1 vs the fixed-beta models"] = bd_rate(fixed, curves[model])
+    for m in conditioned:  # against the recipe of the shipped model (mix against diagonal: below)
+        if m not in ("mix", "diagonal") and "mix" in curves:
+            bd[f"{m} model at beta2 = beta1 vs the mix model"] = bd_rate(curves["mix"], curves[m])
     for m in hulls:
         if "diagonal" in curves:
             bd[f"{m} model at beta2 = beta1 vs the diagonal model"] = bd_rate(curves["diagonal"], curves[m])

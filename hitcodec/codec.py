@@ -10,6 +10,7 @@ mean and coding, or by decoding).
 
 from __future__ import annotations
 
+import inspect
 import math
 import zlib
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, GHVAEConfig
 from hitcodec.weights import LoadedModel, resolve_device
 
 LAYERS = ("z2", "z1")  # coding order: top layer first
+# oneDNN off for the priors (walk_layers); None leaves the TF32 settings that newer torch versions also take alone
+_NO_ONEDNN = {"enabled": False, **{k: None for k in ("allow_tf32", "fp32_precision")
+                                   if k in inspect.signature(torch.backends.mkldnn.flags).parameters}}
 
 
 class ModelMismatchError(ValueError):
@@ -82,7 +86,7 @@ def walk_layers(model: GHVAE, e: torch.Tensor, z2_height: int, z2_width: int, ta
     of a table boundary would desynchronise the decoder. (These networks run at 1/16 and 1/64 resolution, so
     the slower kernels cost little.)
     """
-    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None, fp32_precision=None):
+    with torch.backends.mkldnn.flags(**_NO_ONEDNN):
         mean2, scale2 = model.prior_z2(e, z2_height, z2_width)
         z2_hat = mean2 + take("z2", mean2, scale2, None)
         ctx = model.top_down(z2_hat, e)

@@ -26,7 +26,7 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert [p["beta1"] for p in results["curves"]["fixed-1"]] == [1.0]
     assert all(p["bpp"] > 0 and 0 < p["psnr"] < 99 for ps in results["curves"].values() for p in ps)
     assert [g["beta"] for g in results["gaps"]["square"]] == list(fixed_beta.FIXED)
-    assert len(results["bd_rate_pct"]) == 9 and set(results["hulls"]) == {"square", "mix"}
+    assert len(results["bd_rate_pct"]) == 10 and set(results["hulls"]) == {"square", "mix"}
     report = (out / "REPORT.md").read_text()
     assert "| fixed-5 | 5 | 5 |" in report and (out / "fixed_beta.png").stat().st_size > 0
 
@@ -79,6 +79,7 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
                 "model", "square model's hull vs the diagonal model"):  # stored models compare as if measured here
         assert reused["bd_rate_pct"][key] == pytest.approx(first["bd_rate_pct"][key], nan_ok=True)
     assert reused["gaps"]["diagonal"] == first["gaps"]["diagonal"]
+    assert "square model at beta2 = beta1 vs the mix model" in reused["bd_rate_pct"]
     assert reused["config"]["steps_trained"]["fixed-5"] == 8 and "--fixed-from" in (out4 / "REPORT.md").read_text()
     for bad in (["--fixed-from", str(tmp_path / "missing.json")], ["--fixed-from", str(runs / "mix" / "last.pt")],
                 ["--fixed-from", str(out / "results.json"), "--crop", "128"]):
