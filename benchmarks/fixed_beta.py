@@ -267,7 +267,7 @@ def report(results: dict) -> str:
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
         "", *([f"{', '.join(cfg.get('reused', []))}: points as measured by an earlier run (`--fixed-from "
               f"{cfg['fixed_from']}`; the mean of its replicates, if it had any: fixed-beta set 1 below).", ""]
-              if cfg.get("fixed_from") else []),
+              if cfg.get("reused") else []),
         *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
         "## BD-rate (%, negative = fewer bits at equal PSNR)", "",
