@@ -87,7 +87,7 @@ def train_hvae(config: PaperConfig, x: torch.Tensor, steps: int, batch: int, lr:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 10)
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=2)
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=2, disable=None)
     for step in bar:
         idx = torch.randint(0, len(x), (batch,), generator=gen)
         if fixed is None:
@@ -249,7 +249,7 @@ def evaluate_point(model: PaperHVAE, beta2: float, beta1: float, x: torch.Tensor
 def scan(model: PaperHVAE, betas: list[float], desc: str, **kw) -> list[dict]:
     grid = [(b2, b1) for b2 in betas for b1 in betas]
     return [evaluate_point(model, b2, b1, seed=i, **kw)
-            for i, (b2, b1) in enumerate(tqdm(grid, desc=desc, leave=False))]
+            for i, (b2, b1) in enumerate(tqdm(grid, desc=desc, leave=False, disable=None))]
 
 
 def run(data: dict[str, np.ndarray], out: Path, preset: Preset, dataset: str, seed: int = 0) -> dict:

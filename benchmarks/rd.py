@@ -60,7 +60,7 @@ def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tupl
                   desc: str, device: str = "cpu") -> list[dict]:
     """Per (beta2, beta1): averages over images of bpp, per-layer bpp, PSNR, MS-SSIM; plus per-image rows."""
     points = []
-    for beta2, beta1 in tqdm(betas, desc=desc, leave=False):
+    for beta2, beta1 in tqdm(betas, desc=desc, leave=False, disable=None):
         rows = []
         for name, image in images:
             coded = codec.encode(loaded, image, beta2, beta1, device=device)
@@ -84,7 +84,7 @@ def _mean(rows: list[dict]) -> dict:
 def measure_classical(fmt: str, images: list[tuple[str, CodecImage]]) -> list[dict]:
     pil_format, options, qualities = CLASSICAL[fmt]
     points = []
-    for q in tqdm(qualities, desc=fmt, leave=False):
+    for q in tqdm(qualities, desc=fmt, leave=False, disable=None):
         rows = []
         for name, image in images:
             buf = io.BytesIO()
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline_model:
         baseline_model = resolve_model(args.baseline_model)
         baseline = measure_ghvae(baseline_model, images, [(b, b) for b in betas], "baseline", device)
-    classical = {fmt: measure_classical(fmt, images) for fmt in tqdm(codecs, desc="classical", leave=False)}
+    classical = {fmt: measure_classical(fmt, images) for fmt in tqdm(codecs, desc="classical", leave=False, disable=None)}
 
     curves = {"hitcodec-hull": (hull, "GHVAE, best (beta2, beta1) per total rate (upper convex hull)"),
               "hitcodec-diagonal": (diagonal, "GHVAE on the beta-VAE diagonal beta2 = beta1")}
