@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline_model:
         baseline_model = resolve_model(args.baseline_model)
         baseline = measure_ghvae(baseline_model, images, [(b, b) for b in betas], "baseline", device)
-    classical = {fmt: measure_classical(fmt, images) for fmt in tqdm(codecs, desc="classical", leave=False, disable=None)}
+    classical = {fmt: measure_classical(fmt, images)
+                 for fmt in tqdm(codecs, desc="classical", leave=False, disable=None)}
 
     curves = {"hitcodec-hull": (hull, "GHVAE, best (beta2, beta1) per total rate (upper convex hull)"),
               "hitcodec-diagonal": (diagonal, "GHVAE on the beta-VAE diagonal beta2 = beta1")}
