@@ -24,10 +24,13 @@ Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupt
 by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
 MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.1, 10] (the fixed points and the
 measured grid stay as they are), to see whether a fixed point near the square's edge suffers from being there.
-``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta. ``--fixed-from
-RESULTS.json`` compares against the fixed-beta points that an earlier run measured (their mean where it
-had replicates) instead of training or measuring fixed-beta models again, and against that run's conditioned
-models where this run measures none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``).
+``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta,
+``--cond-kernels K`` the conditioned ones K beta-routed kernels added to each convolution of g_a and g_s (more
+parameters for the conditioning at about 1.5x the time per step; for one fixed beta they would only
+re-parameterise the kernel). ``--fixed-from RESULTS.json`` compares against the fixed-beta points that an
+earlier run measured (their mean where it had replicates) instead of training or measuring fixed-beta models
+again, and against that run's conditioned models where this run measures none of the same name (e.g. a new
+``diagonal`` model against the stored ``mix``).
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -81,12 +84,13 @@ def train_model(name: str, betas: str, args) -> Path:
     last = run / "last.pt"
     if last.exists() and load_checkpoint(last)["step"] >= args.steps:
         return last
+    fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
                       steps=args.steps, z2_warmup=args.steps // 4, betas=betas, eval_every=args.steps // 2,
                       dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm,
-                      beta_range=None if name.startswith("fixed") else args.beta_range)
+                      beta_range=None if fixed else args.beta_range)
     train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet,
-          model_config=replace(SMALL, latent_bins=args.latent_bins))
+          model_config=replace(SMALL, latent_bins=args.latent_bins, cond_kernels=0 if fixed else args.cond_kernels))
     return last
 
 
@@ -162,7 +166,7 @@ def run(args) -> dict:
                 replicates.setdefault(key, []).append(points)
     reused = []  # models measured by an earlier run (--fixed-from), not here: the mean of its replicates, one here
     if args.fixed_from:
-        stored = json.loads(Path(args.fixed_from).read_text())
+        stored = args.fixed_results  # read and checked by main
         arch = stored["config"]["model"]
         for key, points in stored["curves"].items():
             name = key.removesuffix("-grid")
@@ -320,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="TrainConfig.loss_norm of the models trained here")
     parser.add_argument("--latent-bins", action="store_true",
                         help="models trained here learn a bin width per latent channel and beta (GHVAEConfig)")
+    parser.add_argument("--cond-kernels", type=int, default=0, metavar="K",
+                        help="conditioned models trained here add K beta-routed kernels to each conv of g_a and g_s "
+                        "(GHVAEConfig.cond_kernels, CondConv)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
@@ -335,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"measure this model instead of training (repeat; NAME one of {', '.join(NAMES)}; "
                         "a NAME given several times: replicates, e.g. seeds, whose curves are averaged)")
     args = parser.parse_args(argv)
+    if args.cond_kernels < 0:
+        parser.error(f"--cond-kernels must be >= 0, not {args.cond_kernels}")
     if args.model:
         models: dict[str, list[str]] = {}
         for m in args.model:
@@ -364,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         if not fixed or crop != args.crop:
             parser.error(f"--fixed-from: {args.fixed_from} has {len(fixed)} fixed-beta points measured on crops of "
                          f"{crop}, this run measures on crops of {args.crop}")
+        args.fixed_results = stored
     results = run(args)
     for k, v in results["bd_rate_pct"].items():
         print(f"{k}: {v:+.1f} %")

@@ -143,3 +143,41 @@ def test_latent_bins_start_as_the_identity_and_round_trip(photo):
             assert abs(8 * layer.payload_bytes - layer.estimated_bits) <= 0.03 * layer.estimated_bits + 64
         widths.append(binned.bin_width("z1", codec._embed(binned, beta2, beta1)))
     assert not torch.allclose(widths[0], widths[1])
+
+
+def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
+    """A CondConv layer (GHVAEConfig.cond_kernels) starts as its plain convolution; once its kernel depends on beta,
+    each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""
+    from dataclasses import replace
+
+    import torch
+
+    from hitcodec.models.ghvae import GHVAE, CondConv, conv, deconv
+
+    from conftest import TINY
+
+    torch.manual_seed(0)
+    x, e = torch.rand(3, 8, 16, 16), torch.randn(3, 5)
+    for base in (conv(8, 6), deconv(8, 6)):
+        layer = CondConv(base, 2, 5)
+        with torch.no_grad():
+            assert torch.allclose(layer(x, e), base(x), atol=1e-6)
+            layer.route.weight.normal_(0, 0.5)
+            batched = layer(x, e)
+            assert not torch.allclose(batched, base(x), atol=1e-3)
+            assert all(torch.allclose(batched[i:i + 1], layer(x[i:i + 1], e[i:i + 1]), atol=1e-5) for i in range(3))
+    model = GHVAE(replace(TINY, cond_kernels=2)).eval()
+    assert model.config.to_dict()["cond_kernels"] == 2 and "cond_kernels" not in TINY.to_dict()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, CondConv):
+                module.route.weight.normal_(0, 0.5)
+        model.enc_z1[-1].weight.mul_(30)
+        model.h_a[-1].weight.mul_(30)
+    loaded = LoadedModel(model, model_id(model), "cond")
+    for beta2, beta1 in ((0.2, 5.0), (5.0, 0.2)):
+        coded = codec.encode(loaded, CodecImage(photo, None, "RGB"), beta2, beta1)
+        decoded = codec.decode(loaded, coded.data)
+        assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+    with pytest.raises(ValueError, match="cond_kernels"):
+        replace(TINY, cond_kernels=-1)

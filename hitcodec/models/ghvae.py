@@ -50,8 +50,11 @@ class GHVAEConfig:
     beta_min: float = BETA_MIN  # the square [beta_min, beta_max]^2 the model is trained on and accepts
     beta_max: float = BETA_MAX
     latent_bins: bool = False  # a learned bin width per latent channel as a function of beta (module docstring)
+    cond_kernels: int = 0  # > 0: every conv of g_a and g_s adds a beta-weighted mixture of this many kernels (CondConv)
 
     def __post_init__(self):
+        if not (isinstance(self.cond_kernels, int) and self.cond_kernels >= 0):
+            raise ValueError(f"cond_kernels must be a whole number >= 0, not {self.cond_kernels!r}")
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
             raise ValueError(f"the beta range must satisfy 0 < beta_min < beta_max, not "
                              f"[{self.beta_min:g}, {self.beta_max:g}]")
@@ -64,6 +67,8 @@ class GHVAEConfig:
             del d["beta_min"], d["beta_max"]
         if not self.latent_bins:
             del d["latent_bins"]
+        if not self.cond_kernels:
+            del d["cond_kernels"]
         return d
 
 
@@ -92,13 +97,53 @@ def beta_embedding(width: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
 
 
+class CondConv(nn.Module):
+    """A convolution whose kernel depends on beta: W(e) = W + sum_k a_k(e) W_k, with K extra kernels W_k and routing
+    weights a(e) (CondConv, Yang et al., NeurIPS 2019, here as a residual to the plain kernel). a = 0 at
+    initialisation, so the layer starts as the plain convolution. Each image of a batch gets its own kernel, through
+    one grouped convolution over the batch."""
+
+    def __init__(self, base: nn.Conv2d | nn.ConvTranspose2d, kernels: int, embed: int):
+        super().__init__()
+        self.base = base
+        self.experts = nn.Parameter(torch.stack([_fresh(base).weight.detach() for _ in range(kernels)]))
+        self.route = nn.Linear(embed, kernels)
+        nn.init.zeros_(self.route.weight)
+        nn.init.zeros_(self.route.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        b, base = x.shape[0], self.base
+        weight = base.weight + torch.einsum("bk,k...->b...", self.route(e).to(base.weight.dtype), self.experts)
+        weight = weight.reshape(-1, *weight.shape[2:])  # (B * out, in, k, k), or (B * in, out, k, k) transposed
+        grouped = x.reshape(1, -1, *x.shape[2:])
+        if isinstance(base, nn.ConvTranspose2d):
+            y = F.conv_transpose2d(grouped, weight, None, base.stride, base.padding, base.output_padding, groups=b)
+        else:
+            y = F.conv2d(grouped, weight, None, base.stride, base.padding, groups=b)
+        return y.reshape(b, -1, *y.shape[2:]) + base.bias[:, None, None]
+
+
+def _fresh(layer: nn.Conv2d | nn.ConvTranspose2d) -> nn.Conv2d | nn.ConvTranspose2d:
+    """A newly initialised layer of the same shape (PyTorch's default initialisation)."""
+    extra = {"output_padding": layer.output_padding} if isinstance(layer, nn.ConvTranspose2d) else {}
+    return type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                       padding=layer.padding, **extra)
+
+
 class CondSequential(nn.Sequential):
-    """nn.Sequential that passes the beta embedding to its FiLM layers."""
+    """nn.Sequential that passes the beta embedding to its FiLM and CondConv layers."""
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for layer in self:
-            x = layer(x, e) if isinstance(layer, FiLM) else layer(x)
+            x = layer(x, e) if isinstance(layer, (FiLM, CondConv)) else layer(x)
         return x
+
+    def with_cond_kernels(self, kernels: int, embed: int) -> CondSequential:
+        """The same layers, each convolution made a CondConv with ``kernels`` extra kernels (itself for 0)."""
+        if not kernels:
+            return self
+        return CondSequential(*(CondConv(layer, kernels, embed) if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))
+                                else layer for layer in self))
 
 
 def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -138,7 +183,7 @@ class GHVAE(nn.Module):
             conv(n, n), GDN(n), FiLM(n, emb),
             conv(n, n), GDN(n), FiLM(n, emb),
             conv(n, n),
-        )  # (B, n, H/16, W/16)
+        ).with_cond_kernels(config.cond_kernels, emb)  # (B, n, H/16, W/16)
         # q(z2|x): mean of z2, 1/64 resolution
         self.h_a = CondSequential(
             conv(n, n, 3, 1), nn.LeakyReLU(inplace=True), FiLM(n, emb),
@@ -169,7 +214,7 @@ class GHVAE(nn.Module):
             deconv(n, n), GDN(n, inverse=True), FiLM(n, emb),
             deconv(n, n), GDN(n, inverse=True), FiLM(n, emb),
             deconv(n, 3),
-        )
+        ).with_cond_kernels(config.cond_kernels, emb)
         self.scale_bound = LowerBound(SCALE_MIN)
         if config.latent_bins:  # ln Δ per channel of z2 and z1 from the embedding; Δ = 1 at initialisation
             self.bins_z2, self.bins_z1 = nn.Linear(emb, c2), nn.Linear(emb, m)
