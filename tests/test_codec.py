@@ -162,7 +162,7 @@ def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
         layer = CondConv(base, 2, 5)
         with torch.no_grad():
             assert torch.allclose(layer(x, e), base(x), atol=1e-6)
-            layer.route.weight.normal_(0, 0.5)
+            layer.experts.normal_(0, 0.1)
             batched = layer(x, e)
             assert not torch.allclose(batched, base(x), atol=1e-3)
             assert all(torch.allclose(batched[i:i + 1], layer(x[i:i + 1], e[i:i + 1]), atol=1e-5) for i in range(3))
@@ -171,7 +171,7 @@ def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, CondConv):
-                module.route.weight.normal_(0, 0.5)
+                module.experts.normal_(0, 0.1)
         model.enc_z1[-1].weight.mul_(30)
         model.h_a[-1].weight.mul_(30)
     loaded = LoadedModel(model, model_id(model), "cond")

@@ -99,17 +99,17 @@ def beta_embedding(width: int) -> nn.Sequential:
 
 class CondConv(nn.Module):
     """A convolution whose kernel depends on beta: W(e) = W + sum_k a_k(e) W_k, with K extra kernels W_k and routing
-    weights a(e) (CondConv, Yang et al., NeurIPS 2019, here as a residual to the plain kernel). a = 0 at
-    initialisation, so the layer starts as the plain convolution. Each image of a batch gets its own kernel, through
-    one grouped convolution over the batch."""
+    weights a(e) (CondConv, Yang et al., NeurIPS 2019, here as a residual to the plain kernel). The W_k start at 0,
+    so the layer starts as the plain convolution, and the routing starts random, so that each W_k gets a
+    beta-dependent gradient from the first step (with a = 0 and random W_k instead, a stayed near 0 and near
+    constant in beta through 12 000 steps: README, equal steps). Each image of a batch gets its own kernel, through one
+    grouped convolution over the batch."""
 
     def __init__(self, base: nn.Conv2d | nn.ConvTranspose2d, kernels: int, embed: int):
         super().__init__()
         self.base = base
-        self.experts = nn.Parameter(torch.stack([_fresh(base).weight.detach() for _ in range(kernels)]))
+        self.experts = nn.Parameter(torch.zeros(kernels, *base.weight.shape))
         self.route = nn.Linear(embed, kernels)
-        nn.init.zeros_(self.route.weight)
-        nn.init.zeros_(self.route.bias)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         b, base = x.shape[0], self.base
@@ -121,13 +121,6 @@ class CondConv(nn.Module):
         else:
             y = F.conv2d(grouped, weight, None, base.stride, base.padding, groups=b)
         return y.reshape(b, -1, *y.shape[2:]) + base.bias[:, None, None]
-
-
-def _fresh(layer: nn.Conv2d | nn.ConvTranspose2d) -> nn.Conv2d | nn.ConvTranspose2d:
-    """A newly initialised layer of the same shape (PyTorch's default initialisation)."""
-    extra = {"output_padding": layer.output_padding} if isinstance(layer, nn.ConvTranspose2d) else {}
-    return type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                       padding=layer.padding, **extra)
 
 
 class CondSequential(nn.Sequential):
