@@ -204,7 +204,8 @@ def run(args) -> dict:
             bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
     archs = {name: c.to_dict() for name, c in configs.items()}
     arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
-    results = {"config": {**vars(args), "model": arch, "fixed": FIXED,
+    options = {k: v for k, v in vars(args).items() if k != "fixed_results"}  # not the earlier run's whole results
+    results = {"config": {**options, "model": arch, "fixed": FIXED,
                           "steps_trained": {n: _one_or_all(v) for n, v in steps.items()},
                           "loss_norm": {n: _one_or_all(v) for n, v in loss_norms.items()},
                           "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},

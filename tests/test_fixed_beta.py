@@ -81,6 +81,7 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert reused["gaps"]["diagonal"] == first["gaps"]["diagonal"]
     assert "square model at beta2 = beta1 vs the mix model" in reused["bd_rate_pct"]
     assert reused["config"]["steps_trained"]["fixed-5"] == 8 and "--fixed-from" in (out4 / "REPORT.md").read_text()
+    assert "fixed_results" not in reused["config"]  # the earlier run is named (fixed_from), not copied
     for bad in (["--fixed-from", str(tmp_path / "missing.json")], ["--fixed-from", str(runs / "mix" / "last.pt")],
                 ["--fixed-from", str(out / "results.json"), "--crop", "128"]):
         with pytest.raises(SystemExit) as exc:
