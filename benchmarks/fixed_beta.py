@@ -130,7 +130,8 @@ def replicate_bd_rates(replicates: dict[str, list[list[dict]]], conditioned: lis
     return out
 
 
-def run(args) -> dict:
+def run(args, fixed_results: dict | None = None) -> dict:
+    """Train or load, measure and report; ``fixed_results``: the earlier run's results.json (--fixed-from)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -166,7 +167,7 @@ def run(args) -> dict:
                 replicates.setdefault(key, []).append(points)
     reused = []  # models measured by an earlier run (--fixed-from), not here: the mean of its replicates, one here
     if args.fixed_from:
-        stored = args.fixed_results  # read and checked by main
+        stored = fixed_results
         arch = stored["config"]["model"]
         for key, points in stored["curves"].items():
             name = key.removesuffix("-grid")
@@ -204,8 +205,7 @@ def run(args) -> dict:
             bd[f"{m} model's hull vs the diagonal model"] = bd_rate(curves["diagonal"], hulls[m])
     archs = {name: c.to_dict() for name, c in configs.items()}
     arch = next(iter(archs.values())) if len({repr(a) for a in archs.values()}) == 1 else archs
-    options = {k: v for k, v in vars(args).items() if k != "fixed_results"}  # not the earlier run's whole results
-    results = {"config": {**options, "model": arch, "fixed": FIXED,
+    results = {"config": {**vars(args), "model": arch, "fixed": FIXED,
                           "steps_trained": {n: _one_or_all(v) for n, v in steps.items()},
                           "loss_norm": {n: _one_or_all(v) for n, v in loss_norms.items()},
                           "models": {n: "; ".join(map(str, ps)) for n, ps in (args.model or {}).items()},
@@ -374,8 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         if not fixed or crop != args.crop:
             parser.error(f"--fixed-from: {args.fixed_from} has {len(fixed)} fixed-beta points measured on crops of "
                          f"{crop}, this run measures on crops of {args.crop}")
-        args.fixed_results = stored
-    results = run(args)
+    results = run(args, stored if args.fixed_from else None)
     for k, v in results["bd_rate_pct"].items():
         print(f"{k}: {v:+.1f} %")
 

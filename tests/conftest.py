@@ -10,10 +10,10 @@ from hitcodec.weights import LoadedModel, model_id
 TINY = GHVAEConfig(n=16, z1_channels=8, z2_channels=4, embed=8)
 
 
-def make_tiny(seed: int = 0) -> GHVAE:
+def make_tiny(seed: int = 0, config: GHVAEConfig = TINY) -> GHVAE:
     """A tiny random model whose latents are not all zero (posterior offsets scaled up)."""
     torch.manual_seed(seed)
-    model = GHVAE(TINY)
+    model = GHVAE(config)
     with torch.no_grad():
         model.enc_z1[-1].weight.mul_(30)
         model.h_a[-1].weight.mul_(30)
