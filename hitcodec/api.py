@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -36,7 +37,11 @@ def to_codec_image(image: ImageArg) -> CodecImage:
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError("arrays must be uint8 of shape (H, W), (H, W, 3) or (H, W, 4)")
         return from_pil(Image.fromarray(image))
-    return read_image(image)
+    image = read_image(image)
+    if image.frames > 1:
+        warnings.warn(f"only the first of the image's {image.frames} frames is coded (hitcodec codes still images)",
+                      stacklevel=3)
+    return image
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,

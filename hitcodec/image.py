@@ -7,13 +7,14 @@ Rules (also in README):
 - Alpha ("RGBA", "LA", palette or RGB with transparency) is kept losslessly beside the lossy colour; an alpha
   plane that is fully opaque is dropped.
 - Palette, CMYK, YCbCr, LAB and HSV are converted to RGB. Floating-point images ("F") are refused.
+- Of a multi-frame file (animation, multi-page TIFF) only the first frame is coded; ``frames`` says how many it had.
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +35,7 @@ class CodecImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     alpha: np.ndarray | None  # (H, W) uint8, or None
     mode: str  # mode of the decoded image: "L", "RGB", "LA" or "RGBA"
+    frames: int = 1  # frames in the source file, of which only the first is coded
 
 
 def _gray16_to_8(im: Image.Image) -> Image.Image:
@@ -83,8 +85,9 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
             if im.width * im.height > max_pixels:
                 raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
                                  "(a decompression bomb?); raise the limit with --max-pixels")
+            frames = getattr(im, "n_frames", 1)  # counted before load(): it seeks, and then back to frame 0
             im.load()
-            return from_pil(im)
+            return replace(from_pil(im), frames=frames)
     except (FileNotFoundError, ImageError):
         raise
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"

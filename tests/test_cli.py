@@ -202,3 +202,21 @@ def test_a_model_whose_weights_do_not_fit_its_config_is_a_one_line_error(tmp_pat
     torch.save(state, bad)
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
     assert r.exit_code == 1 and "weights do not fit its config" in r.output and len(r.output) < 300
+
+
+def test_multi_frame_input_warns_that_only_its_first_frame_is_coded(tmp_path, tiny_path, photo):
+    frames = [Image.fromarray(photo[:40, :50]), Image.fromarray(photo[40:80, :50])]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    r = run("compress", gif, "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert "warning" in r.stderr and "first of its 2 frames" in r.stderr and (tmp_path / "anim.hit").exists()
+
+
+def test_api_warns_that_only_the_first_frame_is_coded(tmp_path, tiny_path, photo):
+    from hitcodec.api import compress
+
+    gif = tmp_path / "anim.gif"
+    Image.fromarray(photo[:40, :50]).save(gif, save_all=True, append_images=[Image.fromarray(photo[40:80, :50])])
+    with pytest.warns(UserWarning, match="first of the image's 2 frames"):
+        assert compress(gif, model=tiny_path)[:4] == b"HITC"

@@ -67,3 +67,15 @@ def test_pixel_limit_refuses_before_decoding_and_can_be_raised():
     with pytest.raises(ImageError, match="--max-pixels"):
         read_image(data, max_pixels=50_000)
     assert read_image(data, max_pixels=60_000).rgb.shape == (200, 300, 3)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_multi_frame_files_code_their_first_frame(fmt):
+    frames = [Image.new("RGB", (6, 5), (200 * (i == 0), 60 * i, 30)) for i in range(3)]
+    buf = io.BytesIO()
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], **options)
+    img = read_image(buf.getvalue())
+    assert img.frames == 3 and img.rgb.shape == (5, 6, 3)
+    assert abs(int(img.rgb[0, 0, 0]) - 200) <= 2 and int(img.rgb[0, 0, 1]) <= 2
+    assert read_image(_png(frames[1])).frames == 1
