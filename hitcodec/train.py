@@ -40,7 +40,8 @@ class TrainConfig:
     patch: int = 192  # side of the square training crops (a multiple of 64)
     batch: int = 8  # crops per step
     lr: float = 2e-4  # Adam learning rate
-    lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of the steps) the lr is divided by 3
+    lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of its steps) the lr is divided by 3;
+    # a run resumed with the same --steps (interrupted, then continued) keeps its schedule; other resumes start anew
     steps: int = 1_000_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
@@ -361,14 +362,18 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
     opt = _optimizer(model, cfg)
     step, best, history, rescore, warmup = 0, math.inf, [], None, cfg.lr_warmup
+    run_start = 0  # the step this run's learning-rate schedule (--lr-drop of --steps) counts from
     if state is not None:
-        step = state.get("step", 0)
+        step = run_start = state.get("step", 0)
         if "optimizer" in state:  # a full checkpoint; an exported weights file starts a fresh Adam and log
             if len(state["optimizer"]["param_groups"]) != len(opt.param_groups):  # new bin widths, or written
                 log.info("the checkpoint's Adam state does not fit the parameters: a fresh Adam")  # before bins_lr
             else:
                 opt.load_state_dict(state["optimizer"])  # its stored lrs: the loop sets this run's
                 warmup = 0
+                stored = state["train_config"]
+                if not cfg.minutes and not stored.get("minutes") and stored.get("steps") == cfg.steps:
+                    run_start = state.get("run_start", 0)  # the same run, interrupted: keep its schedule
             best, history = state["best_score"], state["history"]
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")
@@ -394,7 +399,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         best = min(best, result["score"])
         ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "best_score": best, "score_kind": SCORE_KIND,
-                "history": history}
+                "history": history, "run_start": run_start}
         _save(out_dir / "last.pt", ckpt)
         if is_best:
             _save(out_dir / "best.pt", ckpt)
@@ -407,7 +412,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     first_step = step
     while step < cfg.steps:
         done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
-                else (step - first_step) / max(cfg.steps - first_step, 1))
+                else (step - run_start) / max(cfg.steps - run_start, 1))
         warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)

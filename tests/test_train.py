@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 import math
 import shutil
 from pathlib import Path
@@ -305,3 +306,37 @@ def test_torchrun_two_processes(tmp_path, photo):
                     str(script)], check=True, capture_output=True, timeout=300)
     state = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
+
+
+def test_an_interrupted_run_resumed_keeps_its_learning_rate_schedule(tmp_path, photo, monkeypatch):
+    import hitcodec.train as train_module
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "0.png")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "whole"), patch=64, batch=1, steps=6, eval_every=2,
+                      lr_drop=0.5, dev=str(data), dev_max_side=64)
+    real_set_lr, steps, kill = train_module._set_lr, [], []  # steps: whether the lr was dropped at each step
+
+    def spy(opt, cfg, dropped, **warm):  # the training loop's calls pass warm=
+        if warm and len(steps) == 2 and kill:
+            raise kill.pop()  # killed during step 3, after step 2's checkpoint
+        if warm:
+            steps.append(dropped)
+        real_set_lr(opt, cfg, dropped, **warm)
+
+    monkeypatch.setattr(train_module, "_set_lr", spy)
+    train(cfg, progress=False, model_config=TINY)
+    whole, steps[:] = list(steps), []
+    assert whole == [False] * 3 + [True] * 3
+    cut = TrainConfig(**{**asdict(cfg), "out": str(tmp_path / "cut")})
+    kill.append(RuntimeError("killed"))
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cut, progress=False, model_config=TINY)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 2
+    steps[:] = [None, None]  # stands for the two steps already done
+    train(cut, resume=str(tmp_path / "cut" / "last.pt"), progress=False)
+    assert steps[2:] == whole[2:]  # the same schedule as the uninterrupted run
+    steps[:] = []  # a resume with a new --steps is a new run with its own schedule: 2 more steps, drop after 1
+    train(TrainConfig(**{**asdict(cut), "steps": 8}), resume=str(tmp_path / "cut" / "last.pt"), progress=False)
+    assert steps == [False, True]

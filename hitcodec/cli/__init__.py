@@ -494,7 +494,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--batch", type=int)
 @click.option("--patch", type=int)
 @click.option("--lr", type=float)
-@click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never).")
+@click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never). "
+                                             "A run resumed with its own --steps (interrupted) keeps its schedule.")
 @click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
