@@ -1,7 +1,7 @@
 import json
-from dataclasses import asdict
 import math
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
