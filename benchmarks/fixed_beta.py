@@ -27,10 +27,11 @@ measured grid stay as they are), to see whether a fixed point near the square's 
 ``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta,
 ``--cond-kernels K`` the conditioned ones K beta-routed kernels added to each convolution of g_a and g_s (more
 parameters for the conditioning at about 1.5x the time per step; for one fixed beta they would only
-re-parameterise the kernel). ``--fixed-from RESULTS.json`` compares against the fixed-beta points that an
-earlier run measured (their mean where it had replicates) instead of training or measuring fixed-beta models
-again, and against that run's conditioned models where this run measures none of the same name (e.g. a new
-``diagonal`` model against the stored ``mix``).
+re-parameterise the kernel). ``--device cuda --fast`` trains on a GPU (benchmarks/device_fixed_beta.sh: several
+models and lengths side by side on a lent one; the measuring stays on the CPU). ``--fixed-from RESULTS.json``
+compares against the fixed-beta points that an earlier run measured (their mean where it had replicates) instead
+of training or measuring fixed-beta models again, and against that run's conditioned models where this run measures
+none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``).
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -85,10 +86,12 @@ def train_model(name: str, betas: str, args) -> Path:
     if last.exists() and load_checkpoint(last)["step"] >= args.steps:
         return last
     fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
+    fast = dict(amp=True, channels_last=True, compile=True, compile_mode="reduce-overhead") if args.fast else {}
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
-                      steps=args.steps, z2_warmup=args.steps // 4, betas=betas, eval_every=args.steps // 2,
-                      dev_max_side=args.crop, seed=args.seed, loss_norm=args.loss_norm,
-                      beta_range=None if fixed else args.beta_range)
+                      steps=args.steps, z2_warmup=args.steps // 4, betas=betas,
+                      eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
+                      loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
+                      **fast)
     train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet,
           model_config=replace(SMALL, latent_bins=args.latent_bins, cond_kernels=0 if fixed else args.cond_kernels))
     return last
@@ -321,6 +324,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
     parser.add_argument("--grid", type=int, default=5, help="grid side for the square and mix hulls")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the models train (cpu or cuda); measured on the CPU")
+    parser.add_argument("--fast", action="store_true",
+                        help="train with bf16 autocast, channels_last and the step compiled as CUDA graphs (a GPU's "
+                        "speed-ups, as in benchmarks/device_run.sh)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="steps between the dev evaluations and checkpoints of the models trained here (default "
+                        "half of --steps); a run stopped early keeps its last one")
     parser.add_argument("--loss-norm", default="none", choices=LOSS_NORMS,
                         help="TrainConfig.loss_norm of the models trained here")
     parser.add_argument("--latent-bins", action="store_true",
@@ -345,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cond_kernels < 0:
         parser.error(f"--cond-kernels must be >= 0, not {args.cond_kernels}")
+    if args.eval_every < 0:
+        parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.model:
         models: dict[str, list[str]] = {}
         for m in args.model:

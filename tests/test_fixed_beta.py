@@ -101,8 +101,10 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
             "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1"]
-    fixed_beta.main(argv + ["--train-only"])
+    fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
+    for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8
+        assert [json.loads(line)["step"] for line in (runs / n / "log.jsonl").open()] == [4, 8]
     configs = {n: load_checkpoint(runs / n / "last.pt")["model_config"] for n in ("mix", "fixed-1")}
     assert (configs["mix"]["beta_min"], configs["mix"]["beta_max"]) == (0.05, 20.0)  # conditioned: the wider square
     assert "beta_min" not in configs["fixed-1"]  # one point: the default square
@@ -115,7 +117,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     results = json.loads((out / "results.json").read_text())
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
     for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
-                ["--beta-range", "0.1"], ["--cond-kernels", "-1"]):
+                ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2
