@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from benchmarks.rd import bd_rate, log_grid, measure_ghvae, upper_hull
+from benchmarks.train_speed import VARIANTS
 from hitcodec.data import dev_eval_photos
 from hitcodec.image import CodecImage, read_image
 from hitcodec.models.ghvae import LOSS_NORMS, GHVAEConfig
@@ -86,7 +87,7 @@ def train_model(name: str, betas: str, args) -> Path:
     if last.exists() and load_checkpoint(last)["step"] >= args.steps:
         return last
     fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
-    fast = dict(amp=True, channels_last=True, compile=True, compile_mode="reduce-overhead") if args.fast else {}
+    fast = VARIANTS["graphs"] if args.fast else {}  # bf16, channels_last, the step compiled as CUDA graphs
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
                       steps=args.steps, z2_warmup=args.steps // 4, betas=betas,
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
