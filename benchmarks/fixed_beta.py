@@ -27,8 +27,10 @@ measured grid stay as they are), to see whether a fixed point near the square's 
 ``--latent-bins`` gives the models trained here a learned bin width per latent channel and beta,
 ``--cond-kernels K`` the conditioned ones K beta-routed kernels added to each convolution of g_a and g_s (more
 parameters for the conditioning at about 1.5x the time per step; for one fixed beta they would only
-re-parameterise the kernel). ``--device cuda --fast`` trains on a GPU (benchmarks/device_fixed_beta.sh: several
-models and lengths side by side on a lent one; the measuring stays on the CPU). ``--fixed-from RESULTS.json``
+re-parameterise the kernel), and ``--channels N`` every model trained here N channels in its transforms instead of
+64 (the latents keep theirs), to see how the gap depends on the network's width. ``--device cuda --fast`` trains on
+a GPU (benchmarks/device_fixed_beta.sh: several models and lengths side by side on a lent one; the measuring stays
+on the CPU). ``--fixed-from RESULTS.json``
 compares against the fixed-beta points that an earlier run measured (their mean where it had replicates) instead
 of training or measuring fixed-beta models again, and against that run's conditioned models where this run measures
 none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``).
@@ -94,7 +96,8 @@ def train_model(name: str, betas: str, args) -> Path:
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       **fast)
     train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet,
-          model_config=replace(SMALL, latent_bins=args.latent_bins, cond_kernels=0 if fixed else args.cond_kernels))
+          model_config=replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
+                               cond_kernels=0 if fixed else args.cond_kernels))
     return last
 
 
@@ -334,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
                         "half of --steps); a run stopped early keeps its last one")
     parser.add_argument("--loss-norm", default="none", choices=LOSS_NORMS,
                         help="TrainConfig.loss_norm of the models trained here")
+    parser.add_argument("--channels", type=int, default=SMALL.n, metavar="N",
+                        help=f"channels of the transforms of the models trained here (GHVAEConfig.n, default "
+                        f"{SMALL.n}; the latents keep z1 {SMALL.z1_channels}, z2 {SMALL.z2_channels})")
     parser.add_argument("--latent-bins", action="store_true",
                         help="models trained here learn a bin width per latent channel and beta (GHVAEConfig)")
     parser.add_argument("--cond-kernels", type=int, default=0, metavar="K",
@@ -356,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cond_kernels < 0:
         parser.error(f"--cond-kernels must be >= 0, not {args.cond_kernels}")
+    if args.channels < 1:
+        parser.error(f"--channels must be >= 1, not {args.channels}")
     if args.eval_every < 0:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.model:

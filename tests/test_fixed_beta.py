@@ -100,7 +100,8 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     Image.fromarray(photo).save(data / "0.png")
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
-            "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1"]
+            "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1",
+            "--channels", "16"]
     fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8
@@ -110,6 +111,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert "beta_min" not in configs["fixed-1"]  # one point: the default square
     assert configs["mix"]["latent_bins"] and configs["fixed-1"]["latent_bins"]
     assert configs["mix"]["cond_kernels"] == 1 and "cond_kernels" not in configs["fixed-1"]
+    assert configs["mix"]["n"] == configs["fixed-1"]["n"] == 16  # --channels: both widths
     assert not (out / "results.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither
@@ -117,7 +119,8 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     results = json.loads((out / "results.json").read_text())
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
     for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
-                ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"]):
+                ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"],
+                ["--channels", "0"]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2
