@@ -19,7 +19,9 @@ crops of the dev-eval photos, and the report gives
 - the BD-rate of the square and mix models' best split per total rate (the upper hull of their (beta2, beta1)
   grid) against their own diagonal and against the diagonal model, and of each conditioned model's diagonal
   against that of mix (the shipped model's recipe).
-Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped.
+Checkpoints are kept under ``--runs`` (default runs/fixed-beta), so an interrupted run picks up where it stopped;
+one trained there with other model options or another recipe (seed, loss, batch, ...) is refused with a one-line
+error, not continued or measured.
 ``--names`` trains and measures a subset; with ``--train-only``, several processes can train different models side
 by side (e.g. ``--threads 1`` each on two cores), and a last run without it measures them all. ``--beta-range
 MIN,MAX`` trains the conditioned models on a wider (or narrower) square than [0.1, 10] (the fixed points and the
@@ -83,11 +85,10 @@ def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
 
 
 def train_model(name: str, betas: str, args) -> Path:
-    """Train one model to ``args.steps`` (or finish an interrupted run) and return its last checkpoint."""
+    """Train one model to ``args.steps`` (or finish an interrupted run) and return its last checkpoint. A checkpoint
+    already in the run's folder is continued or reused only if it was trained with the same model and recipe."""
     run = Path(args.runs) / name
     last = run / "last.pt"
-    if last.exists() and load_checkpoint(last)["step"] >= args.steps:
-        return last
     fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
     fast = VARIANTS["graphs"] if args.fast else {}  # bf16, channels_last, the step compiled as CUDA graphs
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
@@ -95,10 +96,31 @@ def train_model(name: str, betas: str, args) -> Path:
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       **fast)
-    train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet,
-          model_config=replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
-                               cond_kernels=0 if fixed else args.cond_kernels))
+    model_cfg = replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
+                        cond_kernels=0 if fixed else args.cond_kernels)
+    if last.exists():
+        state = load_checkpoint(last)
+        _check_same_run(last, state, model_cfg, cfg)
+        if state["step"] >= args.steps:
+            return last
+    train(cfg, resume=str(last) if last.exists() else None, progress=not args.quiet, model_config=model_cfg)
     return last
+
+
+RECIPE = ("betas", "batch", "patch", "lr", "seed", "loss_norm")  # TrainConfig fields that make a run another one
+
+
+def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
+    """Exit with a one-line error if ``last`` was trained with another model config or recipe than this run asks
+    for (other options, same --runs), instead of continuing or measuring the other model."""
+    if cfg.beta_range:
+        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
+    stored, stored_cfg = GHVAEConfig(**state["model_config"]), TrainConfig.from_checkpoint(state["train_config"])
+    differ = [f"{k} {v} (asked {getattr(model_cfg, k)})" for k, v in vars(stored).items() if getattr(model_cfg, k) != v]
+    differ += [f"{k} {getattr(stored_cfg, k)} (asked {getattr(cfg, k)})" for k in RECIPE
+               if getattr(stored_cfg, k) != getattr(cfg, k)]
+    if differ:
+        raise SystemExit(f"fixed_beta: {last} was trained with {', '.join(differ)}: give another --runs folder")
 
 
 def objective(point: dict, sigma_x: float) -> float:
@@ -318,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/train")
     parser.add_argument("--out", default="benchmarks/results/fixed-beta")
-    parser.add_argument("--runs", default="runs/fixed-beta", help="folder for the models' checkpoints")
+    parser.add_argument("--runs", default="runs/fixed-beta",
+                        help="folder for the models' checkpoints (one per model options and recipe)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)

@@ -116,6 +116,11 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for other in (["--channels", "8"], ["--channels", "16", "--seed", "1"]):  # same --runs, another model: refused
+        with pytest.raises(SystemExit, match=r"fixed_beta: .*mix.last\.pt was trained with (n 16 \(asked 8\)|seed 0 "
+                           r"\(asked 1\)): give another --runs folder"):
+            fixed_beta.main(argv[:-2] + other + ["--train-only", "--steps", "12"])
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     results = json.loads((out / "results.json").read_text())
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
     for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
