@@ -336,6 +336,10 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "seed", "device", "fast", "eval_every",
+            "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "train_only")  # no say on --model
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/train")
@@ -390,6 +394,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.eval_every < 0:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.model:
+        trained_only = [f"--{d.replace('_', '-')}" for d in TRAINING if getattr(args, d) != parser.get_default(d)]
+        if trained_only:
+            parser.error(f"{', '.join(trained_only)}: only for models trained here, not for those given with --model")
         models: dict[str, list[str]] = {}
         for m in args.model:
             name, _, path = m.partition("=")

@@ -91,6 +91,10 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", bad])
         assert exc.value.code == 2
+    for ignored in (["--channels", "32"], ["--device", "cuda"], ["--latent-bins"], ["--train-only"], ["--seed", "1"]):
+        with pytest.raises(SystemExit) as exc:  # options of training, which --model does not do: refused, not ignored
+            fixed_beta.main(["--out", str(out2), "--model", f"mix={runs}/mix/last.pt", *ignored])
+        assert exc.value.code == 2
 
 
 def test_fixed_beta_names_train_only(tmp_path, photo):
