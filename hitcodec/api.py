@@ -38,9 +38,8 @@ def to_codec_image(image: ImageArg) -> CodecImage:
             raise ValueError("arrays must be uint8 of shape (H, W), (H, W, 3) or (H, W, 4)")
         return from_pil(Image.fromarray(image))
     image = read_image(image)
-    if image.frames > 1:
-        warnings.warn(f"only the first of the image's {image.frames} frames is coded (hitcodec codes still images)",
-                      stacklevel=3)
+    if image.frames_warning():
+        warnings.warn(image.frames_warning(), stacklevel=3)
     return image
 
 

@@ -37,6 +37,12 @@ class CodecImage:
     mode: str  # mode of the decoded image: "L", "RGB", "LA" or "RGBA"
     frames: int = 1  # frames in the source file, of which only the first is coded
 
+    def frames_warning(self) -> str | None:
+        """What the CLI and the API warn of a multi-frame source (None for a still image)."""
+        if self.frames > 1:
+            return f"only the first of the image's {self.frames} frames is coded (hitcodec codes still images)"
+        return None
+
 
 def _gray16_to_8(im: Image.Image) -> Image.Image:
     a = np.asarray(im, dtype=np.float64)

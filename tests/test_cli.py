@@ -210,7 +210,7 @@ def test_multi_frame_input_warns_that_only_its_first_frame_is_coded(tmp_path, ti
     frames[0].save(gif, save_all=True, append_images=frames[1:])
     r = run("compress", gif, "--model", tiny_path)
     assert r.exit_code == 0, r.output
-    assert "warning" in r.stderr and "first of its 2 frames" in r.stderr and (tmp_path / "anim.hit").exists()
+    assert "warning" in r.stderr and "first of the image's 2 frames" in r.stderr and (tmp_path / "anim.hit").exists()
 
 
 def test_api_warns_that_only_the_first_frame_is_coded(tmp_path, tiny_path, photo):

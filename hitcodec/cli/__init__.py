@@ -257,9 +257,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     image = read_image(raw, max_pixels=max_pixels)
     pixels = image.rgb.shape[0] * image.rgb.shape[1]
     start = time.perf_counter()
-    note, warnings = "", []
-    if image.frames > 1:
-        warnings.append(f"only the first of its {image.frames} frames is coded (hitcodec codes still images)")
+    note, warnings = "", [image.frames_warning()] if image.frames_warning() else []
     if target_bpp is not None or target_size is not None:
         size = target_size if target_size is not None else targets.bytes_for_bpp(target_bpp, pixels)
         result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1, device=device)
