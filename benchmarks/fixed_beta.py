@@ -91,8 +91,8 @@ def train_model(name: str, betas: str, args) -> Path:
     last = run / "last.pt"
     fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
     fast = VARIANTS["graphs"] if args.fast else {}  # bf16, channels_last, the step compiled as CUDA graphs
-    cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr, lr_drop=0.8,
-                      steps=args.steps, z2_warmup=args.steps // 4, betas=betas,
+    cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr,
+                      lr_drop=args.lr_drop, steps=args.steps, z2_warmup=args.steps // 4, betas=betas,
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       **fast)
@@ -107,7 +107,7 @@ def train_model(name: str, betas: str, args) -> Path:
     return last
 
 
-RECIPE = ("betas", "batch", "patch", "lr", "seed", "loss_norm")  # TrainConfig fields that make a run another one
+RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "seed", "loss_norm")  # TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -336,8 +336,8 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "seed", "device", "fast", "eval_every",
-            "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "train_only")  # no say on --model
+TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "seed", "device", "fast", "eval_every",
+            "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr-drop", type=float, default=0.8,
+                        help="fraction of --steps after which the learning rate is divided by 3 (1 = never)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop", type=int, default=256, help="side of the dev-photo centre crops")
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
@@ -391,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--cond-kernels must be >= 0, not {args.cond_kernels}")
     if args.channels < 1:
         parser.error(f"--channels must be >= 1, not {args.channels}")
+    if not 0 < args.lr_drop <= 1:
+        parser.error(f"--lr-drop must lie in (0, 1], not {args.lr_drop}")
     if args.eval_every < 0:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.model:
