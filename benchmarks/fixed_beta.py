@@ -98,6 +98,8 @@ def train_model(name: str, betas: str, args) -> Path:
                       **fast)
     model_cfg = replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                         cond_kernels=0 if fixed else args.cond_kernels)
+    if cfg.beta_range:  # as `train` stores it in the model's config
+        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)
@@ -113,8 +115,6 @@ RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "seed", "loss_norm")  # Tr
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
     """Exit with a one-line error if ``last`` was trained with another model config or recipe than this run asks
     for (other options, same --runs), instead of continuing or measuring the other model."""
-    if cfg.beta_range:
-        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
     stored, stored_cfg = GHVAEConfig(**state["model_config"]), TrainConfig.from_checkpoint(state["train_config"])
     differ = [f"{k} {v} (asked {getattr(model_cfg, k)})" for k, v in vars(stored).items() if getattr(model_cfg, k) != v]
     differ += [f"{k} {getattr(stored_cfg, k)} (asked {getattr(cfg, k)})" for k in RECIPE
