@@ -12,9 +12,12 @@
 #       --model mix=runs/gpu-fixed/24000/mix.pt --model fixed-0.2=runs/gpu-fixed/24000/fixed-0.2.pt \
 #       --model fixed-1=runs/gpu-fixed/24000/fixed-1.pt --model fixed-5=runs/gpu-fixed/24000/fixed-5.pt
 #
-# Not yet run on a GPU, so its speed is unknown: if the deadline comes first every process is stopped and each
-# keeps its last evaluated checkpoint (every EVAL_EVERY steps), whose step the summary prints; compare only models
-# stopped at the same step (and a stopped run has not had its learning-rate drop). Settings (environment):
+# Speed (H100, 2026-11-27): six processes at once, 64 channels, each ~38 s to compile, then ~60 steps/s at batch 8
+# and ~46 at batch 32, so six 12 000-step models took 423 s (benchmarks/results/fixed-beta-12k-gpu-batch; two runs of
+# this script side by side, after one `source benchmarks/device_env.sh`). At that speed, four 24 000-step models at
+# batch 8 need ~440 s of the 495 that DEADLINE=540 leaves them. If the deadline comes first every process is stopped
+# and each keeps its last evaluated checkpoint (every EVAL_EVERY steps), whose step the summary prints; compare only
+# models stopped at the same step (and a stopped run has not had its learning-rate drop). Settings (environment):
 # DEADLINE (540), LENGTHS ("24000": --steps values, separated by spaces), NAMES ("mix fixed-0.2 fixed-1 fixed-5":
 # benchmarks.fixed_beta --names), SEED (0), DEVICE (cuda), EVAL_EVERY (2000), FAST (1: --fast, bf16 autocast,
 # channels_last and CUDA graphs; 0: eager fp32), EXTRA (more flags for benchmarks.fixed_beta, e.g.
