@@ -20,6 +20,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from hitcodec.models.ghvae import LOSS_NORMS
+
 EXIT_DATA, EXIT_USAGE = 1, 2
 
 
@@ -509,9 +511,11 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--beta-range", metavar="MIN,MAX", callback=_parse_beta_range,
               help="The square [MIN, MAX]^2 of (beta2, beta1) to train on, stored in the model, which then accepts "
                    "it (default: the model's own, [0.1, 10] for a new one).")
-@click.option("--loss-norm", type=click.Choice(["none", "sqrt-beta"]),
+@click.option("--loss-norm", type=click.Choice(list(LOSS_NORMS)),
               help="none (default for a new run): train on each image's D + beta2 R2 + beta1 R1 as it is; "
-                   "sqrt-beta: divide it by sqrt(beta2 beta1), as models before 2026-11-26 were trained "
+                   "sqrt-beta: divide it by sqrt(beta2 beta1), as models before 2026-11-26 were trained; "
+                   "root8-beta: by (beta2 beta1)^(1/8), about the objective's own growth with beta; both did worse "
+                   "than none at small scale "
                    "(how the network's capacity is shared between betas; docs/training.md).")
 @click.option("--latent-bins", is_flag=True, default=None,
               help="Give the model a learned bin width per latent channel and beta (GHVAEConfig.latent_bins); "

@@ -314,10 +314,14 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
     """The paper's objective D + beta2 R(z2) + beta1 R(z1|z2) per image (nats).
 
     ``loss`` is the mean for training, in nats per pixel: of the objective as it is (``loss_norm="none"``) or of
-    each image's objective divided by sqrt(beta2 * beta1) ("sqrt-beta", how models were trained before
-    2026-11-26). The objective grows only slowly with beta (D dominates it), so dividing by beta weights the
-    low-beta corner 10-100x more in the gradient of the shared network; the "none" model came out 2-5 % better
-    at every fixed point of the small-scale comparison (docs/training.md). ``z2_weight`` < 1 discounts R(z2) in
+    each image's objective divided by a power of beta2 * beta1 (`LOSS_NORMS`): its square root ("sqrt-beta", how
+    models were trained before 2026-11-26) or its eighth root ("root8-beta", beta^(1/4) on the diagonal). The
+    objective grows only slowly with beta (D dominates it, about as beta^(1/4) over [0.2, 5] at small scale), so
+    dividing by beta weights the low-beta corner 10-100x more in the gradient of the shared network; the "none"
+    model came out 2-5 % better at every fixed point of the small-scale comparison (docs/training.md).
+    "root8-beta" divides by about the objective's own growth, so that every beta weighs about equally relative
+    to its objective (what the BD-rate and the objective gap measure); at small scale it too came out worse than
+    "none", at every fixed point. ``z2_weight`` < 1 discounts R(z2) in
     ``loss`` only (warm-up against the collapse of the top layer early in training); ``objective`` is always the
     paper's.
     """
@@ -326,7 +330,7 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
                         loss_norm)
 
 
-LOSS_NORMS = ("none", "sqrt-beta")
+LOSS_NORMS = {"none": 0.0, "sqrt-beta": 0.5, "root8-beta": 0.125}  # each image's loss / (beta2 beta1)^power
 
 
 def rd_objective(d: torch.Tensor, rate_z2: torch.Tensor, rate_z1: torch.Tensor, beta2: torch.Tensor,
@@ -337,7 +341,7 @@ def rd_objective(d: torch.Tensor, rate_z2: torch.Tensor, rate_z1: torch.Tensor, 
         raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {loss_norm!r}")
     objective = d + beta2 * rate_z2 + beta1 * rate_z1
     trained = objective - (1 - z2_weight) * beta2 * rate_z2
-    if loss_norm == "sqrt-beta":
-        trained = trained / torch.sqrt(beta2 * beta1)
+    if LOSS_NORMS[loss_norm]:
+        trained = trained / (beta2 * beta1) ** LOSS_NORMS[loss_norm]
     loss = trained.mean() / num_pixels
     return {"loss": loss, "objective": objective, "distortion": d}
