@@ -96,10 +96,8 @@ def train_model(name: str, betas: str, args) -> Path:
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       **fast)
-    model_cfg = replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
-                        cond_kernels=0 if fixed else args.cond_kernels)
-    if cfg.beta_range:  # as `train` stores it in the model's config
-        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
+    model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
+                                         cond_kernels=0 if fixed else args.cond_kernels))  # as `train` stores it
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)

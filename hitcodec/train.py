@@ -79,6 +79,15 @@ class TrainConfig:
         and keep it when resumed."""
         return cls(**{"loss_norm": "sqrt-beta", **stored})
 
+    def model_config(self, model_cfg: GHVAEConfig) -> GHVAEConfig:
+        """``model_cfg`` as this run trains it: with its beta square (which the model then accepts; the weights are
+        unchanged) and, if asked, learned bin widths."""
+        if self.beta_range:
+            model_cfg = replace(model_cfg, beta_min=float(self.beta_range[0]), beta_max=float(self.beta_range[1]))
+        if self.latent_bins and not model_cfg.latent_bins:
+            model_cfg = replace(model_cfg, latent_bins=True)
+        return model_cfg
+
 
 class PatchSampler:
     """Random crops, rescaling and flips from a folder of images held in memory (CPU or GPU) as uint8."""
@@ -354,10 +363,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     if resume:
         state = load_checkpoint(resume)
         model_cfg = GHVAEConfig(**state["model_config"])
-    if cfg.beta_range:  # the square the model trains on and will accept from then on (the weights are unchanged)
-        model_cfg = replace(model_cfg, beta_min=float(cfg.beta_range[0]), beta_max=float(cfg.beta_range[1]))
-    if cfg.latent_bins and not model_cfg.latent_bins:
-        model_cfg = replace(model_cfg, latent_bins=True)
+    model_cfg = cfg.model_config(model_cfg)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     parse_fixed_betas(cfg.betas, beta_range)
     model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
