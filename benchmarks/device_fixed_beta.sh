@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The small-scale equal-steps comparison of benchmarks.fixed_beta (README, "Equal steps") at lengths this CPU cannot
+# The small-scale equal-steps comparison of benchmarks.fixed_beta (docs/equal-steps.md) at lengths this CPU cannot
 # reach, in one call on a lent GPU machine: one process per model and length, side by side on the one GPU, each
 # training the small architecture of benchmarks.fixed_beta with its recipe (batch 8 x 128^2, lr 3e-4 divided by 3
 # after 80 % of its own steps, learned bin widths, the same seed) to that length. Each model's last checkpoint is

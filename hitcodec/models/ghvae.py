@@ -102,7 +102,7 @@ class CondConv(nn.Module):
     weights a(e) (CondConv, Yang et al., NeurIPS 2019, here as a residual to the plain kernel). The W_k start at 0,
     so the layer starts as the plain convolution, and the routing starts random, so that each W_k gets a
     beta-dependent gradient from the first step (with a = 0 and random W_k instead, a stayed near 0 and near
-    constant in beta through 12 000 steps: README, equal steps). Each image of a batch gets its own kernel, through one
+    constant in beta through 12 000 steps: docs/equal-steps.md). Each image of a batch gets its own kernel, through one
     grouped convolution over the batch."""
 
     def __init__(self, base: nn.Conv2d | nn.ConvTranspose2d, kernels: int, embed: int):
