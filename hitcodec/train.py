@@ -63,7 +63,8 @@ class TrainConfig:
     # as the identity, so a trained model continues from what it computes); False keeps the model's own
     loss_norm: str = "none"  # "none": the shared network sees each image's D + beta2 R2 + beta1 R1 as it is;
     # "sqrt-beta": divided by sqrt(beta2 beta1), which weights the low-beta corner far more; "root8-beta": by
-    # (beta2 beta1)^(1/8), about as the objective grows with beta (docs/training.md)
+    # (beta2 beta1)^(1/8), about as the objective grows with beta; "times-root8-beta": times (beta2 beta1)^(1/8), which
+    # weights the high-beta end more. All three did worse than "none" at small scale (docs/training.md)
     bins_lr: float = 0.0  # learning rate of the bin widths; 0 = lr. Added to a trained model, they start at the
     # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every

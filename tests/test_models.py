@@ -22,6 +22,8 @@ def test_forward_shapes_and_rates():
     assert torch.allclose(normed["loss"], (expected / torch.sqrt(beta2 * beta1)).mean() / pixels)
     normed = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="root8-beta")
     assert torch.allclose(normed["loss"], (expected / (beta2 * beta1) ** 0.125).mean() / pixels)
+    normed = ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="times-root8-beta")
+    assert torch.allclose(normed["loss"], (expected * (beta2 * beta1) ** 0.125).mean() / pixels)
     with pytest.raises(ValueError, match="loss_norm"):
         ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="beta")
     losses["loss"].backward()

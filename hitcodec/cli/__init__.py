@@ -514,7 +514,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--loss-norm", type=click.Choice(list(LOSS_NORMS)),
               help="none (default for a new run): train on each image's D + beta2 R2 + beta1 R1 as it is; "
                    "sqrt-beta: divide it by sqrt(beta2 beta1), as models before 2026-11-26 were trained; "
-                   "root8-beta: by (beta2 beta1)^(1/8), about the objective's own growth with beta; both did worse "
+                   "root8-beta: by (beta2 beta1)^(1/8), about the objective's own growth with beta; "
+                   "times-root8-beta: multiply it by that, weighting high betas more; all three did worse "
                    "than none at small scale "
                    "(how the network's capacity is shared between betas; docs/training.md).")
 @click.option("--latent-bins", is_flag=True, default=None,

@@ -321,7 +321,8 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
     model came out 2-5 % better at every fixed point of the small-scale comparison (docs/training.md).
     "root8-beta" divides by about the objective's own growth, so that every beta weighs about equally relative
     to its objective (what the BD-rate and the objective gap measure); at small scale it too came out worse than
-    "none", at every fixed point. ``z2_weight`` < 1 discounts R(z2) in
+    "none", at every fixed point, and so did the opposite tilt, "times-root8-beta" (times (beta2 beta1)^(1/8),
+    which weights the high-beta end more). ``z2_weight`` < 1 discounts R(z2) in
     ``loss`` only (warm-up against the collapse of the top layer early in training); ``objective`` is always the
     paper's.
     """
@@ -330,7 +331,7 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
                         loss_norm)
 
 
-LOSS_NORMS = {"none": 0.0, "sqrt-beta": 0.5, "root8-beta": 0.125}  # each image's loss / (beta2 beta1)^power
+LOSS_NORMS = {"none": 0.0, "sqrt-beta": 0.5, "root8-beta": 0.125, "times-root8-beta": -0.125}  # loss / (b2 b1)^power
 
 
 def rd_objective(d: torch.Tensor, rate_z2: torch.Tensor, rate_z1: torch.Tensor, beta2: torch.Tensor,
