@@ -313,18 +313,14 @@ def ghvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, beta2: torch.Tenso
                sigma_x: float, z2_weight: float = 1.0, loss_norm: str = "none") -> dict[str, torch.Tensor]:
     """The paper's objective D + beta2 R(z2) + beta1 R(z1|z2) per image (nats).
 
-    ``loss`` is the mean for training, in nats per pixel: of the objective as it is (``loss_norm="none"``) or of
-    each image's objective divided by a power of beta2 * beta1 (`LOSS_NORMS`): its square root ("sqrt-beta", how
-    models were trained before 2026-11-26) or its eighth root ("root8-beta", beta^(1/4) on the diagonal). The
-    objective grows only slowly with beta (D dominates it, about as beta^(1/4) over [0.2, 5] at small scale), so
-    dividing by beta weights the low-beta corner 10-100x more in the gradient of the shared network; the "none"
-    model came out 2-5 % better at every fixed point of the small-scale comparison (docs/training.md).
-    "root8-beta" divides by about the objective's own growth, so that every beta weighs about equally relative
-    to its objective (what the BD-rate and the objective gap measure); at small scale it too came out worse than
-    "none", at every fixed point, and so did the opposite tilt, "times-root8-beta" (times (beta2 beta1)^(1/8),
-    which weights the high-beta end more). ``z2_weight`` < 1 discounts R(z2) in
-    ``loss`` only (warm-up against the collapse of the top layer early in training); ``objective`` is always the
-    paper's.
+    ``loss`` is the mean for training, in nats per pixel, of each image's objective divided by
+    (beta2 * beta1)^power, the power given by ``loss_norm`` (`LOSS_NORMS`): 0 for "none" (the objective as it
+    is, the default), 1/2 for "sqrt-beta" (how models were trained before 2026-11-26), 1/8 for "root8-beta", -1/8
+    for "times-root8-beta". The objective grows only slowly with beta (about as beta^(1/4) on the diagonal at
+    small scale), so any power other than 0 tilts the gradient of the shared network towards one end of the beta
+    range; at small scale each of the three did worse than "none" at every fixed point (docs/training.md).
+    ``z2_weight`` < 1 discounts R(z2) in ``loss`` only (warm-up against the collapse of the top layer early in
+    training); ``objective`` is always the paper's.
     """
     d = distortion(x, out["x_hat"], sigma_x)
     return rd_objective(d, out["rate_z2"], out["rate_z1"], beta2, beta1, x.shape[2] * x.shape[3], z2_weight,
