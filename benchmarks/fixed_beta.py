@@ -92,7 +92,8 @@ def train_model(name: str, betas: str, args) -> Path:
     fixed = name.startswith("fixed")  # one point: the default square, and no beta-routed kernels
     fast = VARIANTS["graphs"] if args.fast else {}  # bf16, channels_last, the step compiled as CUDA graphs
     cfg = TrainConfig(data=args.data, out=str(run), patch=args.patch, batch=args.batch, lr=args.lr,
-                      lr_drop=args.lr_drop, steps=args.steps, z2_warmup=args.steps // 4, betas=betas,
+                      lr_drop=args.lr_drop, lr_drop_factor=args.lr_drop_factor, steps=args.steps,
+                      z2_warmup=args.steps // 4, betas=betas,
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       **fast)
@@ -107,7 +108,8 @@ def train_model(name: str, betas: str, args) -> Path:
     return last
 
 
-RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "seed", "loss_norm")  # TrainConfig fields of another run
+RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
+          "loss_norm")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -334,8 +336,9 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "seed", "device", "fast", "eval_every",
-            "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "train_only")  # not for --model
+TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
+            "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range",
+            "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -349,7 +352,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--lr-drop", type=float, default=0.8,
-                        help="fraction of --steps after which the learning rate is divided by 3 (1 = never)")
+                        help="fraction of --steps after which the learning rate is divided by --lr-drop-factor "
+                        "(1 = never)")
+    parser.add_argument("--lr-drop-factor", type=float, default=3.0,
+                        help="the learning rate after the drop is this many times smaller (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop", type=int, default=256, help="side of the dev-photo centre crops")
     parser.add_argument("--diagonal", type=int, default=7, help="points on each conditioned model's diagonal")
@@ -393,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--channels must be >= 1, not {args.channels}")
     if not 0 < args.lr_drop <= 1:
         parser.error(f"--lr-drop must lie in (0, 1], not {args.lr_drop}")
+    if args.lr_drop_factor < 1:
+        parser.error(f"--lr-drop-factor must be >= 1, not {args.lr_drop_factor}")
     if args.eval_every < 0:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.model:

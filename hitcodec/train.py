@@ -40,8 +40,10 @@ class TrainConfig:
     patch: int = 192  # side of the square training crops (a multiple of 64)
     batch: int = 8  # crops per step
     lr: float = 2e-4  # Adam learning rate
-    lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of its steps) the lr is divided by 3;
-    # a run resumed with the same --steps (interrupted, then continued) keeps its schedule; other resumes start anew
+    lr_drop: float = 0.75  # after this fraction of the run (of --minutes, else of its steps) the lr is divided by
+    # lr_drop_factor; a run resumed with the same --steps (interrupted, then continued) keeps its schedule; other
+    # resumes start anew
+    lr_drop_factor: float = 3.0  # the lr (and bins_lr) after the drop is this many times smaller
     steps: int = 1_000_000  # stop after this many steps in total (across resumes)
     minutes: float = 0.0  # wall-clock budget of this run in minutes; 0 = no budget
     z2_warmup: int = 1500  # steps over which the weight of R(z2) in the loss ramps from 0 to 1 (against collapse)
@@ -73,6 +75,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {self.loss_norm!r}")
+        if not self.lr_drop_factor >= 1:
+            raise ValueError(f"lr_drop_factor must be >= 1, not {self.lr_drop_factor}")
 
     @classmethod
     def from_checkpoint(cls, stored: dict) -> "TrainConfig":
@@ -269,10 +273,11 @@ def _optimizer(model: GHVAE, cfg: TrainConfig) -> torch.optim.Adam:
 
 
 def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, dropped: bool, warm: float = 1.0) -> None:
-    """This run's learning rates (``lr``, and ``bins_lr`` for the bin widths), divided by 3 once dropped and
-    multiplied by ``warm`` (the warm-up's fraction)."""
+    """This run's learning rates (``lr``, and ``bins_lr`` for the bin widths), divided by ``lr_drop_factor`` once
+    dropped and multiplied by ``warm`` (the warm-up's fraction)."""
+    drop = cfg.lr_drop_factor if dropped else 1.0
     for i, group in enumerate(opt.param_groups):
-        group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / (3 if dropped else 1) * warm
+        group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / drop * warm
 
 
 def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:

@@ -105,7 +105,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
             "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1",
-            "--lr-drop", "0.5", "--channels", "16"]
+            "--lr-drop", "0.5", "--lr-drop-factor", "10", "--channels", "16"]
     fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8
@@ -116,7 +116,8 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert configs["mix"]["latent_bins"] and configs["fixed-1"]["latent_bins"]
     assert configs["mix"]["cond_kernels"] == 1 and "cond_kernels" not in configs["fixed-1"]
     assert configs["mix"]["n"] == configs["fixed-1"]["n"] == 16  # --channels: both widths
-    assert load_checkpoint(runs / "mix" / "last.pt")["train_config"]["lr_drop"] == 0.5
+    stored = load_checkpoint(runs / "mix" / "last.pt")["train_config"]
+    assert (stored["lr_drop"], stored["lr_drop_factor"]) == (0.5, 10)
     assert not (out / "results.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither
@@ -130,7 +131,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
     for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
                 ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"],
-                ["--channels", "0"], ["--lr-drop", "0"], ["--lr-drop", "1.5"]):
+                ["--channels", "0"], ["--lr-drop", "0"], ["--lr-drop", "1.5"], ["--lr-drop-factor", "0.5"]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2

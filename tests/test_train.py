@@ -130,6 +130,29 @@ def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo)
     assert lrs == [[pytest.approx(1e-3 * 2 / 4)], [1e-3]]  # the lr of each run's last step
 
 
+def test_train_cli_lr_drop_factor_sets_the_learning_rate_after_the_drop(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+    from hitcodec.train import _optimizer, _set_lr
+    from hitcodec.weights import load_model
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    args = ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--patch",
+            "64", "--batch", "1", "--steps", "1"]
+    result = CliRunner().invoke(main, args + ["--lr-drop-factor", "10"])
+    assert result.exit_code == 0, result.output
+    stored = TrainConfig.from_checkpoint(load_checkpoint(tmp_path / "o" / "last.pt")["train_config"])
+    assert stored.lr_drop_factor == 10 and TrainConfig(data="d", out="o").lr_drop_factor == 3
+    opt = _optimizer(load_model(str(tiny_path)).model, stored)
+    _set_lr(opt, stored, dropped=True)
+    assert opt.param_groups[0]["lr"] == pytest.approx(stored.lr / 10)
+    result = CliRunner().invoke(main, args + ["--lr-drop-factor", "0.5", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2 and not (tmp_path / "p").exists()
+    with pytest.raises(ValueError, match="lr_drop_factor"):
+        TrainConfig(data="d", out="o", lr_drop_factor=0)
+
+
 def test_beta_range_is_checked_and_moves_the_sampled_square():
     from hitcodec.models.ghvae import GHVAEConfig
 

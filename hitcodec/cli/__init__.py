@@ -494,8 +494,11 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--batch", type=int)
 @click.option("--patch", type=int)
 @click.option("--lr", type=float)
-@click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by 3 (1 = never). "
-                                             "A run resumed with its own --steps (interrupted) keeps its schedule.")
+@click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by --lr-drop-factor "
+                                             "(1 = never). A run resumed with its own --steps (interrupted) keeps its "
+                                             "schedule.")
+@click.option("--lr-drop-factor", type=click.FloatRange(min=1),
+              help="The lr after the drop is this many times smaller (default 3).")
 @click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
@@ -527,8 +530,9 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--lr-warmup", type=click.IntRange(min=0),
               help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
                    "weights (a run that loads Adam's state has none); 0 = none.")
-def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, z2_warmup, betas, eval_every, device,
-          amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr, lr_warmup):
+def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, lr_drop_factor, z2_warmup, betas,
+          eval_every, device, amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr,
+          lr_warmup):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
@@ -543,9 +547,9 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         cfg = TrainConfig(data=data_dir, out=out_dir)
     del state
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
-                         lr=lr, lr_drop=lr_drop, z2_warmup=z2_warmup, betas=betas, eval_every=eval_every,
-                         device=device, amp=amp, channels_last=channels_last, compile=compile_,
-                         compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
+                         lr=lr, lr_drop=lr_drop, lr_drop_factor=lr_drop_factor, z2_warmup=z2_warmup, betas=betas,
+                         eval_every=eval_every, device=device, amp=amp, channels_last=channels_last,
+                         compile=compile_, compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
                          latent_bins=latent_bins, bins_lr=bins_lr, lr_warmup=lr_warmup)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
