@@ -135,7 +135,6 @@ def test_train_cli_lr_drop_factor_sets_the_learning_rate_after_the_drop(tmp_path
 
     from hitcodec.cli import main
     from hitcodec.train import _optimizer, _set_lr
-    from hitcodec.weights import load_model
 
     Image.fromarray(photo).save(tmp_path / "0.png")
     args = ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--patch",
