@@ -1,5 +1,7 @@
 # Sourced by the device_*.sh scripts on a lent GPU machine: installs the carried wheels (.whl, compressai without
 # its numpy < 2 pin) where the image lacks them, and prints the versions. Returns non-zero when that fails.
+# Defines left: the seconds left before the caller's DEADLINE, counted from its T0 (both set before sourcing this).
+left() { echo $((DEADLINE - (SECONDS - T0))); }
 if [ -d .whl ] && ! python3 -c "import compressai, constriction" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/*.whl || return 1

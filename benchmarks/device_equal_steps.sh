@@ -23,7 +23,6 @@ BATCH=${BATCH:-16} PATCH=${PATCH:-256} LR=${LR:-3e-4} Z2_WARMUP=${Z2_WARMUP:-150
 SPEED_VARIANTS=${SPEED_VARIANTS-eager,all,graphs} SPEED_WARMUP=${SPEED_WARMUP:-50} EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/device-out} RUNS=${RUNS:-/tmp/hitcodec-equal}
 mkdir -p "$OUT"
-left() { echo $((DEADLINE - (SECONDS - T0))); }
 source benchmarks/device_env.sh || exit 1
 name() {  # file name of a --betas mode: fixed:1,1 -> fixed-1, fixed:2,0.5 -> fixed-2-0.5
     local b=${1#fixed:}

@@ -28,7 +28,6 @@ DEADLINE=${DEADLINE:-540} LENGTHS=${LENGTHS:-24000} NAMES=${NAMES:-mix fixed-0.2
 DEVICE=${DEVICE:-cuda} EVAL_EVERY=${EVAL_EVERY:-2000} FAST=${FAST:-1} EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/device-out} RUNS=${RUNS:-/tmp/hitcodec-fixed-beta}
 mkdir -p "$OUT" "$RUNS"
-left() { echo $((DEADLINE - (SECONDS - T0))); }
 source benchmarks/device_env.sh || exit 1
 train() {  # STEPS NAME [--fast]: one model to one length
     # shellcheck disable=SC2086  # EXTRA holds several flags

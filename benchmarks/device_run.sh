@@ -24,7 +24,6 @@ SPEED_MAX=${SPEED_MAX:-150} VARIANTS=${VARIANTS:-eager,all,graphs} SPEED_BATCH2=
 COMPILE_MODE=${COMPILE_MODE:-reduce-overhead} EXTRA=${EXTRA:-}
 OUT=${OUT:-/tmp/device-out} RUN=${RUN:-/tmp/hitcodec-run}
 mkdir -p "$OUT"
-left() { echo $((DEADLINE - (SECONDS - T0))); }
 START=.carry/start.pt
 if [ -f "$RUN/last.pt" ]; then
     START=$RUN/last.pt SPEED_STEPS=0
