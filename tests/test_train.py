@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hitcodec.train import (SCORE_KIND, TrainConfig, _score_of, export_weights, load_checkpoint, load_dev_images,
-                             sample_betas, train)
+from hitcodec.train import (SCORE_KIND, TrainConfig, _optimizer, _score_of, _set_lr, export_weights, load_checkpoint,
+                             load_dev_images, sample_betas, train)
 from hitcodec.weights import load_model
 
 from conftest import TINY
@@ -134,7 +134,6 @@ def test_train_cli_lr_drop_factor_sets_the_learning_rate_after_the_drop(tmp_path
     from click.testing import CliRunner
 
     from hitcodec.cli import main
-    from hitcodec.train import _optimizer, _set_lr
 
     Image.fromarray(photo).save(tmp_path / "0.png")
     args = ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--patch",
