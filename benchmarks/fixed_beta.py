@@ -35,7 +35,8 @@ a GPU (benchmarks/device_fixed_beta.sh: several models and lengths side by side 
 on the CPU). ``--fixed-from RESULTS.json``
 compares against the fixed-beta points that an earlier run measured (their mean where it had replicates) instead
 of training or measuring fixed-beta models again, and against that run's conditioned models where this run measures
-none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``).
+none of the same name (e.g. a new ``diagonal`` model against the stored ``mix``). Given several times (e.g. one
+run per seed), each run is one replicate: the fixed points are averaged and compared as below.
 
     python -m benchmarks.fixed_beta --model mix=M.pt --model diagonal=D.pt --model fixed-1=F1.pt ... --out DIR
 
@@ -159,8 +160,9 @@ def replicate_bd_rates(replicates: dict[str, list[list[dict]]], conditioned: lis
     return out
 
 
-def run(args, fixed_results: dict | None = None) -> dict:
-    """Train or load, measure and report; ``fixed_results``: the earlier run's results.json (--fixed-from)."""
+def run(args, fixed_results: list[dict] | None = None) -> dict:
+    """Train or load, measure and report; ``fixed_results``: earlier runs' results.json (--fixed-from, one or more:
+    each gives one replicate of every model it holds and this run does not measure)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -194,20 +196,20 @@ def run(args, fixed_results: dict | None = None) -> dict:
                     measured[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
             for key, points in measured.items():
                 replicates.setdefault(key, []).append(points)
-    reused = []  # models measured by an earlier run (--fixed-from), not here: the mean of its replicates, one here
-    if args.fixed_from:
-        stored = fixed_results
+    reused = []  # models measured by earlier runs (--fixed-from), not here: each run's mean is one replicate here
+    for stored in fixed_results or []:
         arch = stored["config"]["model"]
         for key, points in stored["curves"].items():
             name = key.removesuffix("-grid")
             if name in checkpoints or name not in NAMES:
                 continue
-            replicates[key] = [points]
+            replicates.setdefault(key, []).append(points)
             if key == name:
-                reused.append(name)
-                steps[name] = [stored["config"].get("steps_trained", {}).get(name, 0)]
+                if name not in reused:
+                    reused.append(name)
+                steps.setdefault(name, []).append(stored["config"].get("steps_trained", {}).get(name, 0))
                 if name in stored["config"].get("loss_norm", {}):
-                    loss_norms[name] = [stored["config"]["loss_norm"][name]]
+                    loss_norms.setdefault(name, []).append(stored["config"]["loss_norm"][name])
                 configs[name] = GHVAEConfig(**(arch[name] if isinstance(arch.get(name), dict) else arch))
     conditioned = [m for m in CONDITIONED if m in checkpoints or m in reused]
     curves = {key: mean_curve(reps) for key, reps in replicates.items()}
@@ -299,8 +301,9 @@ def report(results: dict) -> str:
     lines = [
         title, "",
         f"{how}; model {cfg['model']}; measured with real bytes on {len(cfg['images'])} dev-eval photos, {crops}.",
-        "", *([f"{', '.join(cfg.get('reused', []))}: points as measured by an earlier run (`--fixed-from "
-              f"{cfg['fixed_from']}`; the mean of its replicates, if it had any: fixed-beta set 1 below).", ""]
+        "", *([f"{', '.join(cfg.get('reused', []))}: points as measured by earlier runs (`--fixed-from "
+              f"{' --fixed-from '.join(cfg['fixed_from'])}`; each run's mean of its replicates, if it had any, is one "
+              f"replicate here, in that order: fixed-beta set 1, 2, ... below).", ""]
               if cfg.get("reused") else []),
         *([f"Training loss normalisation (`--loss-norm`): {norms}.", ""] if norms else []),
         "![curves](fixed_beta.png)", "",
@@ -383,9 +386,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
                         help=f"comma-separated models to train and measure, from {','.join(NAMES)} (default "
                         f"{','.join(DEFAULT_NAMES)})")
-    parser.add_argument("--fixed-from", metavar="RESULTS.json",
+    parser.add_argument("--fixed-from", metavar="RESULTS.json", action="append",
                         help="take the fixed-beta points, and the curves of conditioned models not measured here, from "
-                        "an earlier run's results.json (same --crop) instead of training or measuring them")
+                        "an earlier run's results.json (same --crop) instead of training or measuring them; repeat "
+                        "for replicates (e.g. one run per seed), whose curves are averaged")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
     parser.add_argument("--quiet", action="store_true")
@@ -426,16 +430,21 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--names takes models from {', '.join(NAMES)}, not {unknown or 'nothing'}")
     if args.quick:
         args.steps, args.crop, args.diagonal, args.grid, args.patch = 8, 64, 3, 2, 64
-    if args.fixed_from:
+    stored = []
+    for path in args.fixed_from or []:
         try:
-            stored = json.loads(Path(args.fixed_from).read_text())
-            crop, fixed = stored["config"]["crop"], [n for n in stored["curves"] if n.startswith("fixed-")]
+            stored.append(json.loads(Path(path).read_text()))
+            crop, fixed = stored[-1]["config"]["crop"], [n for n in stored[-1]["curves"] if n.startswith("fixed-")]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            parser.error(f"--fixed-from: not the results.json of a fixed_beta run: {args.fixed_from} ({e})")
+            parser.error(f"--fixed-from: not the results.json of a fixed_beta run: {path} ({e})")
         if not fixed or crop != args.crop:
-            parser.error(f"--fixed-from: {args.fixed_from} has {len(fixed)} fixed-beta points measured on crops of "
+            parser.error(f"--fixed-from: {path} has {len(fixed)} fixed-beta points measured on crops of "
                          f"{crop}, this run measures on crops of {args.crop}")
-    results = run(args, stored if args.fixed_from else None)
+        for key, points in stored[-1]["curves"].items():  # replicates are averaged point by point
+            first = next(s["curves"][key] for s in stored if key in s["curves"])
+            if [(p["beta2"], p["beta1"]) for p in points] != [(p["beta2"], p["beta1"]) for p in first]:
+                parser.error(f"--fixed-from: {path} measured {key} at other betas than the run given before it")
+    results = run(args, stored)
     for k, v in results["bd_rate_pct"].items():
         print(f"{k}: {v:+.1f} %")
 

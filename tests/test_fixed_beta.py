@@ -82,8 +82,21 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert "square model at beta2 = beta1 vs the mix model" in reused["bd_rate_pct"]
     assert reused["config"]["steps_trained"]["fixed-5"] == 8 and "--fixed-from" in (out4 / "REPORT.md").read_text()
     assert "fixed_results" not in reused["config"]  # the earlier run is named (fixed_from), not copied
+    # two earlier runs (here the same one twice): each is one replicate, their points averaged
+    out5 = tmp_path / "out5"
+    fixed_beta.main(["--out", str(out5), "--quick", "--threads", "1", "--quiet", "--model", f"mix={runs}/mix/last.pt",
+                     "--fixed-from", str(out / "results.json"), "--fixed-from", str(out / "results.json")])
+    twice = json.loads((out5 / "results.json").read_text())
+    assert twice["curves"]["fixed-1"][0]["bpp"] == pytest.approx(first["curves"]["fixed-1"][0]["bpp"])
+    assert twice["curves"]["fixed-1"][0]["replicates"] == 2 and twice["config"]["reused"] == reused["config"]["reused"]
+    assert "fixed-beta set 2 vs set 1" in twice["replicates_bd_rate_pct"]
+    assert twice["bd_rate_pct"] == pytest.approx(reused["bd_rate_pct"], nan_ok=True)
+    other = json.loads((out / "results.json").read_text())
+    other["curves"]["fixed-1"][0]["beta1"] = 2.0
+    (tmp_path / "other.json").write_text(json.dumps(other))
     for bad in (["--fixed-from", str(tmp_path / "missing.json")], ["--fixed-from", str(runs / "mix" / "last.pt")],
-                ["--fixed-from", str(out / "results.json"), "--crop", "128"]):
+                ["--fixed-from", str(out / "results.json"), "--crop", "128"],
+                ["--fixed-from", str(out / "results.json"), "--fixed-from", str(tmp_path / "other.json")]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", f"mix={runs}/mix/last.pt", *bad])
         assert exc.value.code == 2
