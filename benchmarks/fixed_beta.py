@@ -430,20 +430,20 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--names takes models from {', '.join(NAMES)}, not {unknown or 'nothing'}")
     if args.quick:
         args.steps, args.crop, args.diagonal, args.grid, args.patch = 8, 64, 3, 2, 64
-    stored = []
+    stored, betas_of = [], {}  # the runs, and the betas of each curve in the first run that has it
     for path in args.fixed_from or []:
         try:
             stored.append(json.loads(Path(path).read_text()))
             crop, fixed = stored[-1]["config"]["crop"], [n for n in stored[-1]["curves"] if n.startswith("fixed-")]
+            betas = {key: [(p["beta2"], p["beta1"]) for p in points] for key, points in stored[-1]["curves"].items()}
         except (OSError, ValueError, KeyError, TypeError) as e:
             parser.error(f"--fixed-from: not the results.json of a fixed_beta run: {path} ({e})")
         if not fixed or crop != args.crop:
             parser.error(f"--fixed-from: {path} has {len(fixed)} fixed-beta points measured on crops of "
                          f"{crop}, this run measures on crops of {args.crop}")
-        for key, points in stored[-1]["curves"].items():  # replicates are averaged point by point
-            first = next(s["curves"][key] for s in stored if key in s["curves"])
-            if [(p["beta2"], p["beta1"]) for p in points] != [(p["beta2"], p["beta1"]) for p in first]:
-                parser.error(f"--fixed-from: {path} measured {key} at other betas than the run given before it")
+        differ = [key for key, b in betas.items() if betas_of.setdefault(key, b) != b]
+        if differ:  # replicates are averaged point by point
+            parser.error(f"--fixed-from: {path} measured {', '.join(differ)} at other betas than a run before it")
     results = run(args, stored)
     for k, v in results["bd_rate_pct"].items():
         print(f"{k}: {v:+.1f} %")
