@@ -80,6 +80,8 @@ def search_scale(bits_at: Callable[[float], float], target: float, lo: float, hi
 
 def bytes_for_bpp(bpp: float, pixels: int) -> int:
     """File-size target in bytes (at least 1) for ``bpp`` bits per pixel over ``pixels`` pixels."""
+    if not (math.isfinite(bpp) and bpp > 0):
+        raise ValueError(f"the target bpp must be a finite positive number, not {bpp}")
     return max(1, round(bpp * pixels / 8))
 
 

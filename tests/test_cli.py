@@ -54,6 +54,19 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
     assert not (png.parent / "photo.hit").exists()
 
 
+@pytest.mark.parametrize("args", [["compress", "--target-bpp", "inf"], ["compress", "--target-bpp", "nan"],
+                                  ["compress", "--target-rates", "inf,0.1"], ["compare", "--bpp", "nan"],
+                                  ["train", "--lr", "nan"], ["train", "--minutes", "inf"], ["train", "--steps", "0"],
+                                  ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"]])
+def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args):
+    command, *options = args
+    inputs = ["--data", tmp_path, "--out", tmp_path / "run"] if command == "train" else [png]
+    r = run(command, *inputs, *options)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("hitcodec: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # nothing written
+
+
 def test_bad_data_exits_1_in_one_line(tmp_path, tiny_path, png):
     junk = tmp_path / "junk.hit"
     junk.write_bytes(b"HITC" + bytes(60))

@@ -43,3 +43,7 @@ def test_save_to_a_target_size_through_pillow(tmp_path, photo, tiny_path):
     bpp_path = tmp_path / "bpp.hit"
     im.save(bpp_path, target_bpp=8 * target / (im.width * im.height), beta2=2.0, model=str(tiny_path))
     assert bpp_path.read_bytes() == expected
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="finite positive"):
+            im.save(tmp_path / "bad.hit", target_bpp=bad, model=str(tiny_path))
+    assert not (tmp_path / "bad.hit").exists()

@@ -60,11 +60,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _beta(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Finite and positive here; the model's own range is checked once the model is loaded."""
-    if value is not None and (not math.isfinite(value) or value <= 0):
-        raise click.BadParameter(f"must be a finite positive number, got {value}")
-    return value
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (which FloatRange's comparisons let through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value}", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloat(min=0, min_open=True)  # e.g. beta2, beta1: their model's own range is checked once it is loaded
 
 
 def _parse_rates(text: str) -> tuple[float, float]:
@@ -74,7 +82,7 @@ def _parse_rates(text: str) -> tuple[float, float]:
         raise click.BadParameter("expected two numbers R2,R1 (bits per pixel of z2 and of z1)",
                                  param_hint="--target-rates") from None
     if not (math.isfinite(r2) and math.isfinite(r1) and r2 > 0 and r1 > 0):
-        raise click.BadParameter("both rates must be positive", param_hint="--target-rates")
+        raise click.BadParameter("both rates must be finite positive numbers", param_hint="--target-rates")
     return r2, r1
 
 
@@ -287,12 +295,12 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file ('-' for stdout); default: the input with suffix .hit.")
-@click.option("--beta2", type=float, default=1.0, show_default=True, callback=_beta,
+@click.option("--beta2", type=POSITIVE, default=1.0, show_default=True,
               help="Rate multiplier of the coarse layer z2, in the model's range ([0.1, 10] for the shipped "
                    "model); larger means fewer bits in z2.")
-@click.option("--beta1", type=float, default=1.0, show_default=True, callback=_beta,
+@click.option("--beta1", type=POSITIVE, default=1.0, show_default=True,
               help="Rate multiplier of the refinement layer z1 given z2, in the model's range.")
-@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
+@click.option("--target-bpp", type=POSITIVE,
               help="Search the rate (keeping beta2/beta1) until the file is within 2 % of this many bits per pixel.")
 @click.option("--target-size", type=click.IntRange(min=1),
               help="Like --target-bpp, for a file size in bytes.")
@@ -387,10 +395,11 @@ def _image_format(path: str) -> str:
 
 @main.command()
 @click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, exists=True))
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.3, show_default=True,
+@click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
 @click.option("-o", "--output", default="compare.png", show_default=True, help="Figure to write (PNG).")
-@click.option("--crop", type=int, default=512, show_default=True, help="Compare a centre crop of at most this side.")
+@click.option("--crop", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Compare a centre crop of at most this side.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing figure.")
 @model_option
 def compare(image_path, bpp, output, crop, force, model_path):
@@ -489,22 +498,23 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True),
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
-@click.option("--steps", type=int, help="Total steps to reach (across resumes).")
-@click.option("--minutes", type=float, help="Wall-clock budget of this run.")
-@click.option("--batch", type=int)
-@click.option("--patch", type=int)
-@click.option("--lr", type=float)
-@click.option("--lr-drop", type=float, help="Fraction of the run after which the lr is divided by --lr-drop-factor "
-                                             "(1 = never). A run resumed with its own --steps (interrupted) keeps its "
-                                             "schedule.")
-@click.option("--lr-drop-factor", type=click.FloatRange(min=1),
+@click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
+@click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run.")
+@click.option("--batch", type=click.IntRange(min=1))
+@click.option("--patch", type=click.IntRange(min=64))
+@click.option("--lr", type=POSITIVE)
+@click.option("--lr-drop", type=FiniteFloat(min=0, max=1),
+              help="Fraction of the run after which the lr is divided by --lr-drop-factor (1 = never). A run "
+                   "resumed with its own --steps (interrupted) keeps its schedule.")
+@click.option("--lr-drop-factor", type=FiniteFloat(min=1),
               help="The lr after the drop is this many times smaller (default 3).")
-@click.option("--z2-warmup", type=int, help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
+@click.option("--z2-warmup", type=click.IntRange(min=0),
+              help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
                    "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
                    "corner and diagonal; fixed:BETA2,BETA1: one point only.")
-@click.option("--eval-every", type=int)
+@click.option("--eval-every", type=click.IntRange(min=1))
 @click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
@@ -524,7 +534,7 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--latent-bins", is_flag=True, default=None,
               help="Give the model a learned bin width per latent channel and beta (GHVAEConfig.latent_bins); "
                    "added to trained weights, they start as the identity.")
-@click.option("--bins-lr", type=click.FloatRange(min=0),
+@click.option("--bins-lr", type=FiniteFloat(min=0),
               help="Learning rate of the bin widths (default: --lr); e.g. --lr 2e-5 --bins-lr 5e-4 when adding "
                    "them to a trained model.")
 @click.option("--lr-warmup", type=click.IntRange(min=0),
