@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import pytest
 from click.testing import CliRunner
@@ -135,6 +137,21 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
 def test_no_leftover_temp_files(png, tiny_path, tmp_path):
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]
+
+
+def test_outputs_get_the_permissions_of_a_new_file_or_of_the_file_they_replace(png, tiny_path, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        assert run("compress", png, "--model", tiny_path).exit_code == 0
+        hit = tmp_path / "photo.hit"
+        assert stat.S_IMODE(hit.stat().st_mode) == 0o644  # not the temporary file's 0600
+        assert run("decompress", hit, "-o", tmp_path / "back.png", "--model", tiny_path).exit_code == 0
+        assert stat.S_IMODE((tmp_path / "back.png").stat().st_mode) == 0o644
+        hit.chmod(0o640)
+        assert run("compress", png, "--force", "--model", tiny_path).exit_code == 0
+        assert stat.S_IMODE(hit.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
 
 
 def test_compare_writes_a_figure(png, tiny_path, tmp_path):

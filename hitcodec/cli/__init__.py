@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -99,6 +100,17 @@ def _check_output(path: Path | str, force: bool) -> Path:
     return path
 
 
+def _file_mode(path: Path) -> int:
+    """Permissions for a file written at ``path``: those of the file it replaces, else what open() would give a
+    new file (0666 less the umask), as cwebp's and cjpeg's outputs get."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     """Write via a temporary file in the same folder and a rename; '-' writes to stdout."""
     if str(path) == "-":
@@ -108,6 +120,7 @@ def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     path = _check_output(path, force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp's 0600 would otherwise stay with the file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
