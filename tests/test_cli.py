@@ -128,10 +128,33 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
     hit = tmp_path / "photo.hit"
     for command, src in (("compress", png), ("decompress", hit), ("compare", png)):
         for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.out", "no folder")):
+            if command != "compare" and out == tmp_path:
+                out = tmp_path / "sub" / ("photo.hit" if command == "compress" else "photo.png")
+                out.mkdir(parents=True, exist_ok=True)  # -o sub: the output's name in the folder is taken by one
+                out = out.parent
             r = run(command, src, "-o", out, "--force", "--model", tiny_path)
             assert r.exit_code == 1 and message in r.stderr, (command, out, r.output)
             assert r.stderr.count("\n") == 1 and ".tmp" not in r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png", "sub"]
+
+
+def test_output_folder_takes_any_number_of_inputs_and_refuses_clashing_names(png, tiny_path, tmp_path, photo):
+    Image.fromarray(photo[:30, :40]).save(tmp_path / "other.png")
+    Image.fromarray(photo[:30, :40]).save(tmp_path / "photo.jpg")
+    coded, decoded = tmp_path / "coded", tmp_path / "decoded"
+    coded.mkdir(), decoded.mkdir()
+    r = run("compress", png, tmp_path / "other.png", "-o", coded, "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in coded.iterdir()) == ["other.hit", "photo.hit"]
+    r = run("decompress", coded, "-o", decoded, "--model", tiny_path)
+    assert r.exit_code == 0 and sorted(p.name for p in decoded.iterdir()) == ["other.png", "photo.png"]
+    # photo.png and photo.jpg both map to photo.hit: the second is refused, not written over the first
+    before = (coded / "photo.hit").read_bytes()
+    r = run("compress", png, tmp_path / "photo.jpg", "-o", coded, "--force", "--model", tiny_path)
+    assert r.exit_code == 1 and "is the output of" in r.stderr and "1 of 2 files failed" in r.stderr
+    assert (coded / "photo.hit").read_bytes() == before
+    r = run("compress", "-", "-o", coded, "--model", tiny_path, input=png.read_bytes())
+    assert r.exit_code == 2 and "standard input" in r.stderr
 
 
 def test_no_leftover_temp_files(png, tiny_path, tmp_path):

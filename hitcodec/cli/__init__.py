@@ -158,9 +158,15 @@ def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tu
 
 
 def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[str]:
+    """Each input's output: ``output`` for one input; in the folder ``output`` names; else next to the input."""
+    if output is not None and output != "-" and Path(output).is_dir():
+        if "-" in inputs:
+            raise click.UsageError("-o/--output is a folder; standard input needs a file name")
+        return [str(Path(output) / Path(i).with_suffix(suffix).name) for i in inputs]
     if output is not None:
         if len(inputs) != 1:
-            raise click.UsageError("-o/--output takes one input only; without it outputs go next to the inputs")
+            raise click.UsageError("-o/--output takes one input only unless it is a folder; without it outputs go "
+                                   "next to the inputs")
         return [output]
     return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
 
@@ -186,8 +192,12 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     start = time.perf_counter()
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     todo = []
+    first_with = {}  # output -> the input that writes it
     for src, dst in zip(inputs, outputs):
         try:
+            if dst != "-" and dst in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
+                raise CLIError(f"{dst} is the output of {first_with[dst]} already")
+            first_with[dst] = src
             if dst != "-":
                 _check_output(dst, force)
         except CLIError as exc:
@@ -307,7 +317,8 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output file ('-' for stdout); default: the input with suffix .hit.")
+@click.option("-o", "--output", help="Output file ('-' for stdout), or an existing folder for the outputs of any "
+                                    "number of inputs; default: each input with suffix .hit.")
 @click.option("--beta2", type=POSITIVE, default=1.0, show_default=True,
               help="Rate multiplier of the coarse layer z2, in the model's range ([0.1, 10] for the shipped "
                    "model); larger means fewer bits in z2.")
@@ -378,7 +389,8 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output image ('-' for stdout, PNG); default: the input with suffix .png.")
+@click.option("-o", "--output", help="Output image ('-' for stdout, PNG), or an existing folder for the PNG outputs "
+                                    "of any number of inputs; default: each input with suffix .png.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image.")
