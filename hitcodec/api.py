@@ -34,8 +34,8 @@ def to_codec_image(image: ImageArg) -> CodecImage:
     if isinstance(image, Image.Image):
         return from_pil(image)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError("arrays must be uint8 of shape (H, W), (H, W, 3) or (H, W, 4)")
+        if image.dtype != np.uint8 or not (image.ndim == 2 or image.ndim == 3 and image.shape[2] in (2, 3, 4)):
+            raise ValueError("arrays must be uint8 of shape (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)")
         return from_pil(Image.fromarray(image))
     image = read_image(image)
     if image.frames_warning():

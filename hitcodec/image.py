@@ -52,6 +52,8 @@ def _gray16_to_8(im: Image.Image) -> Image.Image:
 def from_pil(im: Image.Image) -> CodecImage:
     """Convert a Pillow image following the module's rules."""
     im = ImageOps.exif_transpose(im)
+    if im.width == 0 or im.height == 0:
+        raise ImageError(f"the image has no pixels ({im.width}x{im.height})")
     if im.mode == "F":
         raise ImageError("floating-point images are not supported; convert to 8- or 16-bit first")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):

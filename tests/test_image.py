@@ -62,6 +62,20 @@ def test_float_images_are_refused():
         from_pil(Image.new("F", (2, 2)))
 
 
+def test_images_without_pixels_and_arrays_of_other_shapes_are_refused():
+    from hitcodec.api import to_codec_image
+
+    for im in (Image.new("RGB", (0, 5)), Image.new("L", (5, 0))):
+        with pytest.raises(ImageError, match="no pixels"):
+            from_pil(im)
+    with pytest.raises(ImageError, match="no pixels"):
+        to_codec_image(np.zeros((0, 20, 3), np.uint8))
+    for array in (np.zeros((8, 8, 5), np.uint8), np.zeros((8, 8, 1), np.uint8), np.zeros((2, 8, 8, 3), np.uint8)):
+        with pytest.raises(ValueError, match="arrays must be uint8 of shape"):
+            to_codec_image(array)
+    assert to_codec_image(np.zeros((8, 8, 2), np.uint8)).mode == "LA"  # gray and alpha, as Pillow reads it
+
+
 def test_pixel_limit_refuses_before_decoding_and_can_be_raised():
     data = _png(Image.new("RGB", (300, 200)))
     with pytest.raises(ImageError, match="--max-pixels"):
