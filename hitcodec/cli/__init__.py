@@ -195,10 +195,10 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     first_with = {}  # output -> the input that writes it
     for src, dst in zip(inputs, outputs):
         try:
-            if dst != "-" and dst in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
-                raise CLIError(f"{dst} is the output of {first_with[dst]} already")
-            first_with[dst] = src
             if dst != "-":
+                if dst in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
+                    raise CLIError(f"{dst} is the output of {first_with[dst]} already")
+                first_with[dst] = src
                 _check_output(dst, force)
         except CLIError as exc:
             if not many:
