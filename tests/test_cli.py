@@ -153,6 +153,9 @@ def test_output_folder_takes_any_number_of_inputs_and_refuses_clashing_names(png
     r = run("compress", png, tmp_path / "photo.jpg", "-o", coded, "--force", "--model", tiny_path)
     assert r.exit_code == 1 and "is the output of" in r.stderr and "1 of 2 files failed" in r.stderr
     assert (coded / "photo.hit").read_bytes() == before
+    # the same file under another name: photo.hit and coded/../photo.hit, next to their inputs
+    r = run("compress", png, coded / ".." / "photo.jpg", "--force", "--model", tiny_path)
+    assert r.exit_code == 1 and "is the output of" in r.stderr and "1 of 2 files failed" in r.stderr
     r = run("compress", "-", "-o", coded, "--model", tiny_path, input=png.read_bytes())
     assert r.exit_code == 2 and "standard input" in r.stderr
 

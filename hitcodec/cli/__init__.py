@@ -192,13 +192,14 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     start = time.perf_counter()
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     todo = []
-    first_with = {}  # output -> the input that writes it
+    first_with = {}  # real path of an output -> the input that writes it
     for src, dst in zip(inputs, outputs):
         try:
             if dst != "-":
-                if dst in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
-                    raise CLIError(f"{dst} is the output of {first_with[dst]} already")
-                first_with[dst] = src
+                key = os.path.realpath(dst)  # one file, however named: a/../photo.hit, a link to it
+                if key in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
+                    raise CLIError(f"{dst} is the output of {first_with[key]} already")
+                first_with[key] = src
                 _check_output(dst, force)
         except CLIError as exc:
             if not many:
