@@ -45,3 +45,21 @@ def test_pad_to_stride_replicates_edges():
     x = torch.arange(6.0).view(1, 1, 2, 3)
     y = pad_to_stride(x)
     assert y.shape == (1, 1, 64, 64) and y[0, 0, 63, 63] == x[0, 0, 1, 2]
+
+
+def test_importing_hitcodec_skips_compressai_package_init_but_leaves_compressai_usable():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import hitcodec
+from hitcodec.models.ghvae import GDN
+heavy = sorted({"torch_geometric", "scipy.stats", "compressai"} & set(sys.modules))
+assert not heavy, heavy  # compressai/__init__.py imports these: 3 s of a CLI call
+import compressai
+assert compressai.layers.GDN is GDN and "ans" in compressai.available_entropy_coders()
+"""
+    done = subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", script], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
