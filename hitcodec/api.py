@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -15,6 +16,7 @@ from hitcodec.weights import LoadedModel, load_model
 
 ModelArg = Union[LoadedModel, str, Path, None]
 ImageArg = Union[Image.Image, np.ndarray, str, Path, BinaryIO, bytes]
+DataArg = Union[bytes, bytearray, memoryview, str, Path, BinaryIO]
 
 
 class VerificationError(RuntimeError):
@@ -37,6 +39,11 @@ def to_codec_image(image: ImageArg) -> CodecImage:
         if image.dtype != np.uint8 or not (image.ndim == 2 or image.ndim == 3 and image.shape[2] in (2, 3, 4)):
             raise ValueError("arrays must be uint8 of shape (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)")
         return from_pil(Image.fromarray(image))
+    if isinstance(image, (bytearray, memoryview)):
+        image = bytes(image)
+    if not isinstance(image, (str, os.PathLike, bytes)) and not hasattr(image, "read"):
+        raise TypeError(f"cannot compress a {type(image).__name__}: give a Pillow image, a uint8 array, a path, "
+                        "a binary file or the bytes of an image file")
     image = read_image(image)
     if image.frames_warning():
         warnings.warn(image.frames_warning(), stacklevel=3)
@@ -70,10 +77,24 @@ def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: 
     against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
     0.3 bpp at 1, 1 with the shipped model.
     """
-    return compress_image(image, beta2, beta1, model=model, verify=verify).data
+    return compress_image(image, beta2, beta1, model=model, verify=verify, device=device).data
 
 
-def decompress(data: bytes, *, model: ModelArg = None) -> Image.Image:
-    """Decode .hit bytes to a Pillow image of the stored mode (L, RGB, LA or RGBA)."""
-    decoded = codec.decode(resolve_model(model), data)
+def hit_bytes(data: DataArg) -> bytes:
+    """The bytes of a .hit file from bytes-like data, a path or a binary file."""
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data).read_bytes()
+    if hasattr(data, "read"):
+        data = data.read()
+    if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):  # not bytes(int): that many zero bytes
+        return bytes(memoryview(data))
+    raise TypeError(f"cannot decompress a {type(data).__name__}: give the bytes of a .hit file, a path or a "
+                    "binary file")
+
+
+def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu") -> Image.Image:
+    """Decode a .hit file (bytes, path or binary file) to a Pillow image of the stored mode (L, RGB, LA or RGBA).
+
+    ``device`` runs the synthesis transform, as in `compress`."""
+    decoded = codec.decode(resolve_model(model), hit_bytes(data), device=device)
     return to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)

@@ -10,8 +10,10 @@ mean and coding, or by decoding).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +31,18 @@ LAYERS = ("z2", "z1")  # coding order: top layer first
 # oneDNN off for the priors (walk_layers); None leaves the TF32 settings that newer torch versions also take alone
 _NO_ONEDNN = {"enabled": False, **{k: None for k in ("allow_tf32", "fp32_precision")
                                    if k in inspect.signature(torch.backends.mkldnn.flags).parameters}}
+# That switch is one for the whole process (torch has none per thread), so encode and decode run one at a time:
+# a call in another thread could otherwise compute its priors with oneDNN (a file its decoder cannot read), or
+# its transforms without it (other pixels), and leave the switch off when the two calls' restores cross.
+_ONE_AT_A_TIME = threading.RLock()
+
+
+def _one_at_a_time(fn):
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with _ONE_AT_A_TIME:
+            return fn(*args, **kwargs)
+    return locked
 
 
 class ModelMismatchError(ValueError):
@@ -140,6 +154,7 @@ def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
+@_one_at_a_time
 @torch.inference_mode()
 def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
            device: str | torch.device = "cpu") -> Coded:
@@ -187,6 +202,7 @@ class Decoded:
     symbols: dict[str, np.ndarray]
 
 
+@_one_at_a_time
 @torch.inference_mode()
 def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS,
            pixels: bool = True, device: str | torch.device = "cpu") -> Decoded:
@@ -207,6 +223,7 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
         beta2, beta1 = check_betas(header.beta2, header.beta1, loaded.model.config)
     except ValueError as exc:
         raise BitstreamError(f"corrupt hitcodec header: {exc}") from exc
+    alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None  # cheap, so first
     model = loaded.model
     e = _embed(model, beta2, beta1)
     payloads = dict(zip(LAYERS, parts))
@@ -227,7 +244,6 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     if not pixels:
         return Decoded(None, header, layers, symbols)
     rgb = _to_uint8(_synthesis(loaded.on(device), z1_hat.to(device), e.to(device)).cpu(), header.height, header.width)
-    alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None
     return Decoded(CodecImage(rgb, alpha, header.mode), header, layers, symbols)
 
 
@@ -237,7 +253,7 @@ def _decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:
         plane = inflater.decompress(payload, height * width + 1)
     except zlib.error as exc:
         raise BitstreamError(f"corrupt alpha plane: {exc}") from exc
-    if len(plane) != height * width or not inflater.eof:
+    if len(plane) != height * width or not inflater.eof or inflater.unused_data:
         raise BitstreamError("corrupt alpha plane (wrong size)")
     return np.frombuffer(plane, dtype=np.uint8).reshape(height, width)
 

@@ -4,8 +4,8 @@ Rules (also in README):
 - EXIF orientation is applied, so the coded image looks as it does in a viewer.
 - Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L".
 - 16-bit images are reduced to 8 bits (hitcodec is an 8-bit codec); Pillow already does this for 16-bit RGB.
-- Alpha ("RGBA", "LA", palette or RGB with transparency) is kept losslessly beside the lossy colour; an alpha
-  plane that is fully opaque is dropped.
+- Alpha ("RGBA", "LA", premultiplied "RGBa"/"La", palette, RGB or gray with a transparent colour) is kept
+  losslessly beside the lossy colour (gray stays gray: "LA"); an alpha plane that is fully opaque is dropped.
 - Palette, CMYK, YCbCr, LAB and HSV are converted to RGB. Floating-point images ("F") are refused.
 - Of a multi-frame file (animation, multi-page TIFF) only the first frame is coded; ``frames`` says how many it had.
 """
@@ -58,10 +58,12 @@ def from_pil(im: Image.Image) -> CodecImage:
         raise ImageError("floating-point images are not supported; convert to 8- or 16-bit first")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         im = _gray16_to_8(im)
-    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
-        im = im.convert("RGBA")
-    elif im.mode == "PA":
-        im = im.convert("RGBA")
+    if im.mode in ("1", "L") and "transparency" in im.info:  # gray with a transparent value: gray and alpha
+        im = im.convert("LA")
+    elif im.mode in ("P", "PA", "RGBa") or (im.mode == "RGB" and "transparency" in im.info):
+        im = im.convert("RGBA")  # RGBa (premultiplied alpha) is un-premultiplied
+    elif im.mode == "La":
+        im = im.convert("LA")
     elif im.mode == "1":
         im = im.convert("L")
     elif im.mode not in ("L", "LA", "RGB", "RGBA"):

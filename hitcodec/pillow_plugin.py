@@ -1,8 +1,13 @@
 """Pillow plugin: after ``import hitcodec``, ``Image.open("x.hit")`` decodes and ``im.save("x.hit", beta2=...,
-beta1=...)`` encodes, like Pillow's built-in formats. Save options: beta2, beta1 (default 1), verify, model."""
+beta1=...)`` encodes, like Pillow's built-in formats. Save options: beta2, beta1 (default 1), verify, model.
+
+As with Pillow's own formats, a corrupt file raises OSError (from ``Image.open`` or ``load``) and a bad save
+option ValueError; a .hit file holds one image, so ``save_all`` codes the current frame with a warning."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import IO
 
 from PIL import Image, ImageFile
@@ -20,7 +25,10 @@ class HitImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         data = self.fp.read()
-        header, _ = bitstream.unpack(data)  # a corrupt file fails here with a BitstreamError
+        try:
+            header, _ = bitstream.unpack(data)  # checks the CRC of the whole file
+        except bitstream.BitstreamError as exc:
+            raise OSError(str(exc)) from exc
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.info["beta2"], self.info["beta1"] = header.beta2, header.beta1
@@ -32,28 +40,54 @@ class HitImageFile(ImageFile.ImageFile):
         if self._hit_data is not None:
             from hitcodec.api import decompress
 
-            decoded = decompress(self._hit_data)
+            try:
+                decoded = decompress(self._hit_data)
+            except ValueError as exc:  # a corrupt payload, another model's file
+                raise OSError(f"cannot decode hitcodec image: {exc}") from exc
             self.im = decoded.im
             self._hit_data = None
+            if self._exclusive_fp and getattr(self, "_close_exclusive_fp_after_loading", True):
+                self.fp.close()  # as ImageFile.load does: all bytes were read in _open
+            self.fp = None
         return Image.Image.load(self)
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a finite positive float, else ValueError naming the option."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return number
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
     beta2/beta1; model, device and verify as in `hitcodec.compress`."""
-    from hitcodec import targets
+    from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, to_codec_image, verify_coded
 
     opts = im.encoderinfo
-    beta2, beta1 = float(opts.get("beta2", 1.0)), float(opts.get("beta1", 1.0))
     device, verify = opts.get("device", "cpu"), bool(opts.get("verify", False))
     loaded = resolve_model(opts.get("model"))
-    image = to_codec_image(im)
-    size = opts.get("target_size")
-    if opts.get("target_bpp") is not None:
-        size = targets.bytes_for_bpp(float(opts["target_bpp"]), im.width * im.height)
+    beta2, beta1 = codec.check_betas(opts.get("beta2", 1.0), opts.get("beta1", 1.0), loaded.model.config)
+    size, bpp = opts.get("target_size"), opts.get("target_bpp")
+    if size is not None and bpp is not None:
+        raise ValueError("give target_size or target_bpp, not both")
     if size is not None:
-        coded = targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device).coded
+        size = _number(size, "target_size")
+        if size != int(size):
+            raise ValueError(f"target_size must be a whole number of bytes, got {opts['target_size']!r}")
+    if bpp is not None:
+        size = targets.bytes_for_bpp(_number(bpp, "target_bpp"), im.width * im.height)
+    image = to_codec_image(im)
+    if size is not None:
+        result = targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device)
+        if not result.reached:
+            warnings.warn(result.message, stacklevel=3)
+        coded = result.coded
         if verify:
             verify_coded(loaded, coded, device=device)
     else:
@@ -61,8 +95,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     fp.write(coded.data)
 
 
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    if getattr(im, "n_frames", 1) > 1:
+        warnings.warn(f"a .hit file holds one image: only frame {im.tell()} of {im.n_frames} is coded", stacklevel=3)
+    _save(im, fp, filename)
+
+
 def register() -> None:
     Image.register_open(HitImageFile.format, HitImageFile, _accept)
     Image.register_save(HitImageFile.format, _save)
+    Image.register_save_all(HitImageFile.format, _save_all)
     Image.register_extension(HitImageFile.format, ".hit")
     Image.register_mime(HitImageFile.format, "image/x-hitcodec")

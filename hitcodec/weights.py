@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import pickle
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from hitcodec.models.ghvae import GHVAE, GHVAEConfig
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "ghvae-default.pt"
 # what torch.load(weights_only=True) raises for a file that is not a torch file or holds other objects
-LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, AttributeError, pickle.UnpicklingError)
+LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, AttributeError, IndexError, struct.error,
+               pickle.UnpicklingError)
 
 
 def load_state(path: str | Path, what: str = "model file", map_location: str = "cpu") -> dict:

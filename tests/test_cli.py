@@ -240,7 +240,8 @@ def test_device_option(png, tiny_path, tmp_path):
     assert r.exit_code == 0, r.output
 
 
-@pytest.mark.parametrize("content", [b"garbage", bytes(range(256)) * 20, b"PK\x03\x04 not a zip"])
+@pytest.mark.parametrize("content", [b"garbage", bytes(range(256)) * 20, b"PK\x03\x04 not a zip", b"junk",
+                                     b"\x80\x02.\x82"])  # the last two: struct.error, IndexError
 def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, png, content):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(content)

@@ -71,6 +71,54 @@ def test_alpha_is_kept_losslessly(tiny):
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
 
 
+def test_alpha_plane_is_checked_first_and_must_end_with_its_stream(tiny, monkeypatch):
+    import dataclasses
+
+    from hitcodec import bitstream
+
+    rng = np.random.default_rng(4)
+    image = CodecImage(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), rng.integers(0, 256, (20, 30), np.uint8),
+                       "RGBA")
+    header, parts = bitstream.unpack(codec.encode(tiny, image, 1.0, 1.0).data)
+    with monkeypatch.context() as m:  # a header claiming more pixels than the alpha plane holds: no latent decoded
+        m.setattr(codec, "walk_layers", lambda *args: pytest.fail("decoded the latents first"))
+        with pytest.raises(BitstreamError, match="alpha"):
+            codec.decode(tiny, bitstream.pack(dataclasses.replace(header, width=120), parts))
+    with pytest.raises(BitstreamError, match="alpha"):  # bytes after the zlib stream (with a valid CRC)
+        codec.decode(tiny, bitstream.pack(header, [*parts[:-1], parts[-1] + b"junk"]))
+
+
+def test_calls_from_threads_run_one_at_a_time_and_leave_onednn_alone(tiny, monkeypatch):
+    """The priors switch oneDNN off for the whole process: a concurrent call must not run while they do."""
+    import threading
+
+    import torch
+
+    image = _image(40, 40)
+    expected = codec.encode(tiny, image, 1.0, 1.0).data
+    inside, release, results = threading.Event(), threading.Event(), {}
+    walk_layers = codec.walk_layers
+
+    def held(*args):
+        inside.set()
+        release.wait(30)
+        return walk_layers(*args)
+
+    monkeypatch.setattr(codec, "walk_layers", held)
+    first = threading.Thread(target=lambda: results.update(first=codec.encode(tiny, image, 1.0, 1.0).data))
+    first.start()
+    assert inside.wait(30)
+    monkeypatch.setattr(codec, "walk_layers", walk_layers)
+    second = threading.Thread(target=lambda: results.update(second=codec.decode(tiny, expected).symbols))
+    second.start()
+    second.join(1.0)
+    waited = second.is_alive()  # a tiny model decodes in milliseconds: alive means it waits for the first call
+    release.set()
+    first.join(), second.join()
+    assert waited and results["first"] == expected and "second" in results
+    assert torch.backends.mkldnn.enabled
+
+
 def test_corrupted_payload_is_rejected(tiny):
     data = bytearray(codec.encode(tiny, _image(40, 40), 1.0, 1.0).data)
     data[-3] ^= 0x10

@@ -32,6 +32,22 @@ def test_alpha_kept_and_opaque_alpha_dropped():
     assert from_pil(Image.new("LA", (4, 4), (9, 100))).mode == "LA"
 
 
+def test_transparency_of_gray_and_premultiplied_alpha_are_kept():
+    gray = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    gray.info["transparency"] = 40
+    img = from_pil(gray)  # gray with a transparent value: gray plus alpha, not RGBA
+    assert img.mode == "LA" and img.alpha.tolist()[0] == [255, 255, 0, 255]
+    assert (img.rgb[..., 0] == img.rgb[..., 2]).all()
+    bilevel = gray.convert("1")
+    bilevel.info["transparency"] = 0
+    assert from_pil(bilevel).mode == "LA"
+    rgba = Image.new("RGBA", (4, 4), (200, 100, 50, 128))
+    img = from_pil(rgba.convert("RGBa"))  # premultiplied: un-premultiplied, alpha kept
+    assert img.mode == "RGBA" and (img.alpha == 128).all() and abs(int(img.rgb[0, 0, 0]) - 200) <= 1
+    img = from_pil(Image.new("LA", (4, 4), (200, 128)).convert("La"))
+    assert img.mode == "LA" and (img.alpha == 128).all()
+
+
 def test_palette_and_cmyk_become_rgb():
     assert from_pil(Image.new("RGB", (4, 4), (200, 10, 10)).convert("P")).mode == "RGB"
     assert from_pil(Image.new("CMYK", (4, 4), (0, 255, 255, 0))).mode == "RGB"

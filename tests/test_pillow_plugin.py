@@ -23,10 +23,49 @@ def test_open_decodes_with_the_default_model_and_rejects_corrupt_files(tmp_path,
     data = hitcodec.compress(Image.fromarray(photo[:32, :32]))
     with Image.open(io.BytesIO(data)) as opened:
         assert np.array_equal(np.asarray(opened), np.asarray(hitcodec.decompress(data)))
-    with pytest.raises(BitstreamError):
+    with pytest.raises(OSError, match="truncated|CRC") as err:  # as Pillow's own formats: OSError
         Image.open(io.BytesIO(data[:-3]))
+    assert isinstance(err.value.__cause__, BitstreamError)
+    path = tmp_path / "x.hit"
+    path.write_bytes(data)
+    with Image.open(path) as opened:
+        opened.load()
+        assert opened.fp is None  # closed once decoded, as Pillow does for its formats
 
 
+def test_a_payload_that_does_not_decode_raises_oserror_on_load(tmp_path, photo, tiny_path):
+    from hitcodec import bitstream
+
+    data = hitcodec.compress(Image.fromarray(photo[:32, :32]), model=tiny_path)
+    header, parts = bitstream.unpack(data)
+    with Image.open(io.BytesIO(bitstream.pack(header, [parts[0], b"\x00\x00\x00\x01"]))) as opened:
+        with pytest.raises(OSError, match="cannot decode"):  # valid CRC, but this model made neither payload
+            opened.load()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"beta2": None}, "beta2 must be"), ({"beta1": "abc"}, "beta1 must be"), ({"beta2": True}, "beta2 must be"),
+    ({"target_bpp": 0.5, "beta1": 0}, "beta1 must be"), ({"target_size": float("inf")}, "target_size must be"),
+    ({"target_size": "abc"}, "target_size must be"), ({"target_size": 10.5}, "whole number"),
+    ({"target_bpp": 0.5, "beta2": 1000, "beta1": 1000}, "beta2 must be"),
+    ({"target_bpp": 0.5, "target_size": 100}, "not both")])
+def test_bad_save_options_are_a_clear_value_error(tmp_path, photo, tiny_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        Image.fromarray(photo[:16, :16]).save(tmp_path / "bad.hit", model=str(tiny_path), **options)
+    assert not (tmp_path / "bad.hit").exists()
+
+
+def test_save_all_codes_one_frame_with_a_warning(tmp_path, photo, tiny_path):
+    frames = [Image.fromarray(photo[:16, :16]), Image.fromarray(photo[16:32, :16])]
+    gif = tmp_path / "a.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with Image.open(gif) as im, pytest.warns(UserWarning, match="only frame 0 of 2"):
+        im.save(tmp_path / "a.hit", save_all=True, model=str(tiny_path))
+    with Image.open(tmp_path / "a.hit") as opened:
+        assert opened.size == (16, 16)
+
+
+@pytest.mark.filterwarnings("ignore:.*of the target")  # the tiny model reaches 150 bytes only roughly
 def test_save_to_a_target_size_through_pillow(tmp_path, photo, tiny_path):
     from hitcodec import targets
     from hitcodec.api import resolve_model, to_codec_image
@@ -43,6 +82,8 @@ def test_save_to_a_target_size_through_pillow(tmp_path, photo, tiny_path):
     bpp_path = tmp_path / "bpp.hit"
     im.save(bpp_path, target_bpp=8 * target / (im.width * im.height), beta2=2.0, model=str(tiny_path))
     assert bpp_path.read_bytes() == expected
+    with pytest.warns(UserWarning, match="of the target"):  # out of reach: the closest file, and why
+        im.save(tmp_path / "far.hit", target_size=10**6, model=str(tiny_path))
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ValueError, match="finite positive"):
             im.save(tmp_path / "bad.hit", target_bpp=bad, model=str(tiny_path))

@@ -1,0 +1,42 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hitcodec import api
+
+
+@pytest.fixture
+def image():
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+
+
+def test_compress_and_decompress_take_bytes_like_data_paths_and_files(tiny, image, tmp_path):
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    png = buf.getvalue()
+    data = api.compress(image, model=tiny)
+    assert api.compress(bytearray(png), model=tiny) == data == api.compress(memoryview(png), model=tiny)
+    path = tmp_path / "x.hit"
+    path.write_bytes(data)
+    expected = np.asarray(api.decompress(data, model=tiny))
+    with open(path, "rb") as file:
+        for source in (bytearray(data), memoryview(data), np.frombuffer(data, np.uint8), str(path), path,
+                       io.BytesIO(data), file):
+            assert np.array_equal(np.asarray(api.decompress(source, model=tiny)), expected), type(source)
+
+
+@pytest.mark.parametrize("bad", [None, 3, 2.5, ["x.png"]])
+def test_unsupported_argument_types_raise_a_clear_type_error(tiny, bad):
+    with pytest.raises(TypeError, match="cannot compress a"):
+        api.compress(bad, model=tiny)
+    with pytest.raises(TypeError, match="cannot decompress a"):  # 3 is not three zero bytes
+        api.decompress(bad, model=tiny)
+
+
+def test_device_is_passed_on(tiny, image):
+    with pytest.raises(ValueError, match="unknown device"):
+        api.compress(image, model=tiny, device="bogus")
+    with pytest.raises(ValueError, match="unknown device"):
+        api.decompress(api.compress(image, model=tiny), model=tiny, device="bogus")
