@@ -45,8 +45,12 @@ class CodecImage:
 
 
 def _gray16_to_8(im: Image.Image) -> Image.Image:
+    """8-bit gray ("L"), or gray and alpha ("LA") where a 16-bit value is marked transparent."""
     a = np.asarray(im, dtype=np.float64)
-    return Image.fromarray(np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8), "L")
+    gray = Image.fromarray(np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8), "L")
+    if im.info.get("transparency") is not None:
+        gray.putalpha(Image.fromarray(np.where(a == im.info["transparency"], 0, 255).astype(np.uint8), "L"))
+    return gray
 
 
 def from_pil(im: Image.Image) -> CodecImage:

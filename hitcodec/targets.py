@@ -78,11 +78,17 @@ def search_scale(bits_at: Callable[[float], float], target: float, lo: float, hi
     return best(), len(seen)
 
 
+MIN_RATE, MAX_RATE = 1e-6, 1e6  # per-layer targets, bits per pixel: beyond them the search's ratios overflow
+MAX_TARGET_BYTES = 2**53  # larger size targets are searched as this one (out of reach all the same)
+
+
 def bytes_for_bpp(bpp: float, pixels: int) -> int:
-    """File-size target in bytes (at least 1) for ``bpp`` bits per pixel over ``pixels`` pixels."""
+    """File-size target in bytes (at least 1, at most MAX_TARGET_BYTES) for ``bpp`` bits per pixel over
+    ``pixels`` pixels."""
     if not (math.isfinite(bpp) and bpp > 0):
         raise ValueError(f"the target bpp must be a finite positive number, not {bpp}")
-    return max(1, round(bpp * pixels / 8))
+    size = bpp * pixels / 8
+    return MAX_TARGET_BYTES if size >= MAX_TARGET_BYTES else max(1, round(size))
 
 
 def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, tolerance: float = 0.02,
@@ -95,6 +101,7 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
                          f"got {ratio}")
     if target_bytes <= 0:
         raise ValueError("the target size must be positive")
+    target_bytes = min(target_bytes, MAX_TARGET_BYTES)
     log_min, log_max = math.log(beta_min), math.log(beta_max)
     lo = max(log_min, log_min - math.log(ratio))
     hi = min(log_max, log_max - math.log(ratio))
@@ -124,8 +131,8 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
 def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: float, tolerance: float = 0.05,
                             max_encodes: int = 12, device: str = "cpu") -> TargetResult:
     """Search (beta2, beta1) until each layer's actual coded bits are within ``tolerance`` of its target."""
-    if min(target_bpp_z2, target_bpp_z1) <= 0:
-        raise ValueError("per-layer target rates must be positive")
+    if not (MIN_RATE <= target_bpp_z2 <= MAX_RATE and MIN_RATE <= target_bpp_z1 <= MAX_RATE):  # refuses nan too
+        raise ValueError(f"per-layer target rates must lie in [{MIN_RATE:g}, {MAX_RATE:g}] bits per pixel")
     beta_min, beta_max = loaded.model.config.beta_min, loaded.model.config.beta_max
     log_min, log_max = math.log(beta_min), math.log(beta_max)
     pixels = image.rgb.shape[0] * image.rgb.shape[1]

@@ -1,7 +1,9 @@
 import json
 import os
 import stat
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -58,6 +60,8 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
 
 @pytest.mark.parametrize("args", [["compress", "--target-bpp", "inf"], ["compress", "--target-bpp", "nan"],
                                   ["compress", "--target-rates", "inf,0.1"], ["compare", "--bpp", "nan"],
+                                  ["compress", "--target-rates", "1e-320,1e308"],
+                                  ["compress", "--target-rates", "0.1,0.2", "--beta2", "3"], ["compress", "-", "-"],
                                   ["train", "--lr", "nan"], ["train", "--minutes", "inf"], ["train", "--steps", "0"],
                                   ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"]])
 def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args):
@@ -225,6 +229,92 @@ def test_folder_inputs_and_worker_processes(tmp_path, tiny_path, photo):
     empty.mkdir()
     r = run("decompress", empty, "--model", tiny_path)
     assert r.exit_code == 1 and "no .hit files" in r.stderr
+    # an empty folder or a glob without match among other inputs fails alone; any format Pillow reads is taken
+    Image.fromarray(photo[:20, :20]).save(folder / "anim.gif")
+    r = run("compress", empty, folder, str(tmp_path / "nothing*.png"), "--model", tiny_path)
+    assert r.exit_code == 1 and "2 of 6 files failed" in r.stderr and "4 files," in r.stderr, r.output
+    assert (folder / "anim.hit").exists()
+
+
+def test_outputs_through_links_to_devices_and_with_long_names(png, tiny_path, tmp_path):
+    target = tmp_path / "real.hit"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.hit"
+    link.symlink_to(target)
+    assert run("compress", png, "-o", link, "--model", tiny_path).exit_code == 1  # an existing file: --force
+    assert run("compress", png, "-o", link, "-f", "--model", tiny_path).exit_code == 0
+    assert link.is_symlink() and target.read_bytes()[:4] == b"HITC"  # the link stays; its file is replaced
+    dangling = tmp_path / "dangling.hit"
+    dangling.symlink_to(tmp_path / "made.hit")
+    assert run("compress", png, "-o", dangling, "--model", tiny_path).exit_code == 0
+    assert dangling.is_symlink() and (tmp_path / "made.hit").read_bytes()[:4] == b"HITC"
+    r = run("compress", png, "-o", os.devnull, "--model", tiny_path)  # a device: written as it is, no --force
+    assert r.exit_code == 0 and os.path.exists(os.devnull) and not os.path.isfile(os.devnull), r.output
+    long = tmp_path / ("L" * 251 + ".png")  # a 255-byte output name
+    long.write_bytes(png.read_bytes())
+    assert run("compress", long, "--model", tiny_path).exit_code == 0, "long name"
+    r = run("compress", png, "-o", f"{tmp_path / 'newdir'}/", "--model", tiny_path)
+    assert r.exit_code == 1 and "no folder" in r.stderr and not (tmp_path / "newdir").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_folder_that_is_not_writable_is_refused_before_coding(png, tiny_path, tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root may write there all the same: make the check say no
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder)
+    try:
+        r = run("compress", png, "-o", folder / "x.hit", "--model", tiny_path)
+    finally:
+        folder.chmod(0o755)
+    assert r.exit_code == 1 and "not writable" in r.stderr and "bpp" not in r.output
+
+
+def test_standard_output_carries_only_data_when_mixed_with_files(png, tiny_path, tmp_path):
+    r = run("compress", "-", png, "--model", tiny_path, input=png.read_bytes())
+    assert r.exit_code == 0, r.output
+    assert r.stdout_bytes == (tmp_path / "photo.hit").read_bytes()  # the status lines went to stderr
+    assert "photo.png -> " in r.stderr
+
+
+def test_a_stopped_worker_writes_nothing(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from hitcodec import cli
+
+    stop = multiprocessing.get_context("spawn").Event()
+    stop.set()
+    monkeypatch.setattr(cli, "_STOP", stop)
+    with pytest.raises(cli.CLIError, match="interrupted"):
+        cli._unless_stopped(lambda src, dst: cli.write_atomic(dst, b"data", False), "in", tmp_path / "out")
+    with pytest.raises(cli.CLIError, match="interrupted"):
+        cli.write_atomic(tmp_path / "out", b"data", False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_size_targets_give_the_closest_file(png, tiny_path, tmp_path):
+    for option, value in (("--target-bpp", "1e308"), ("--target-size", "1" + "0" * 400)):
+        r = run("compress", png, option, value, "-f", "--model", tiny_path)
+        assert r.exit_code == 0 and "of the target" in r.stderr and "Traceback" not in r.output, r.output
+
+
+def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_path, tmp_path, photo):
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(photo[:40, :50]).convert("RGBA").save(rgba)
+    alpha = Image.open(rgba)
+    alpha.putalpha(Image.fromarray(photo[:40, :50, 0]))
+    alpha.save(rgba)
+    assert run("compress", rgba, "--model", tiny_path).exit_code == 0
+    hit = tmp_path / "rgba.hit"
+    assert run("decompress", hit, "-o", tmp_path / "ref.png", "--model", tiny_path).exit_code == 0
+    ref = np.asarray(Image.open(tmp_path / "ref.png"))
+    for suffix in (".webp", ".tif", ".ico"):
+        r = run("decompress", hit, "-o", tmp_path / f"out{suffix}", "--model", tiny_path)
+        assert r.exit_code == 0 and "warning" not in r.stderr, (suffix, r.output)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"out{suffix}").convert("RGBA")), ref), suffix
+    r = run("decompress", hit, "-o", tmp_path / "out.bmp", "--model", tiny_path)
+    assert r.exit_code == 0 and "BMP drops the alpha plane" in r.stderr
 
 
 def test_device_option(png, tiny_path, tmp_path):

@@ -77,26 +77,35 @@ POSITIVE = FiniteFloat(min=0, min_open=True)  # e.g. beta2, beta1: their model's
 
 
 def _parse_rates(text: str) -> tuple[float, float]:
+    from hitcodec.targets import MAX_RATE, MIN_RATE
+
     try:
         r2, r1 = (float(v) for v in text.split(","))
     except ValueError:
         raise click.BadParameter("expected two numbers R2,R1 (bits per pixel of z2 and of z1)",
                                  param_hint="--target-rates") from None
-    if not (math.isfinite(r2) and math.isfinite(r1) and r2 > 0 and r1 > 0):
-        raise click.BadParameter("both rates must be finite positive numbers", param_hint="--target-rates")
+    if not (MIN_RATE <= r2 <= MAX_RATE and MIN_RATE <= r1 <= MAX_RATE):  # also refuses nan
+        raise click.BadParameter(f"both rates must lie in [{MIN_RATE:g}, {MAX_RATE:g}] bits per pixel",
+                                 param_hint="--target-rates")
     return r2, r1
 
 
 def _check_output(path: Path | str, force: bool) -> Path:
-    """``path`` as a Path, if a file may be written there: refused if it exists (without ``force``), is a folder
-    or lies in a folder that does not exist."""
+    """``path`` as a Path, if a file may be written there: refused if it is a file that exists (without
+    ``force``), a folder, or lies in a folder that does not exist or is not writable. A device or FIFO that
+    exists (/dev/null) is written as it is and needs no ``force``."""
     path = Path(path)
     if path.is_dir():
         raise CLIError(f"{path} is a folder; give a file name")
-    if path.exists() and not force:
+    if path.is_file() and not force:
         raise CLIError(f"{path} exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise CLIError(f"cannot write {path}: no folder {path.parent}")
+    if path.exists() and not path.is_file():
+        return path
+    target = Path(os.path.realpath(path))  # through a link: where the file is written
+    if not target.parent.is_dir():
+        raise CLIError(f"cannot write {path}: no folder {target.parent}")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {path}: the folder {target.parent} is not writable")
     return path
 
 
@@ -111,24 +120,59 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+_STOP = None  # in worker processes: an Event that the main process sets on Ctrl-C
+_WRITING: str | None = None  # the temporary file being written, if any
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM in a worker process: remove the temporary file it is writing, and exit at once."""
+    if _WRITING is not None:
+        Path(_WRITING).unlink(missing_ok=True)
+    os._exit(128 + signum)
+
+
+def _check_not_stopped() -> None:
+    if _STOP is not None and _STOP.is_set():
+        raise CLIError("interrupted")
+
+
 def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
-    """Write via a temporary file in the same folder and a rename; '-' writes to stdout."""
+    """Write a file via a temporary file in its folder and a rename (through a link: its target is replaced, the
+    link stays); write an existing device or FIFO (/dev/null) as it is; '-' writes to stdout."""
     if str(path) == "-":
+        if sys.stdout is None:
+            raise CLIError("standard output is closed")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
     path = _check_output(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    _check_not_stopped()
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    target = Path(os.path.realpath(path))
+    global _WRITING
+    try:  # a short temporary name: a 255-byte output name must still fit beside it
+        fd, tmp = tempfile.mkstemp(prefix=".hitcodec-", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+    _WRITING = tmp
     try:
-        os.chmod(tmp, _file_mode(path))  # mkstemp's 0600 would otherwise stay with the file
+        os.chmod(tmp, _file_mode(target))  # mkstemp's 0600 would otherwise stay with the file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        _check_not_stopped()
+        os.replace(tmp, target)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+    finally:
+        _WRITING = None
 
 
 def _read_input(path: str) -> bytes:
@@ -137,28 +181,37 @@ def _read_input(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tuple[str, ...]:
-    """Folders become their files with one of ``suffixes`` (not recursive); unexpanded globs are expanded."""
+def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tuple[tuple[str, ...], list[str]]:
+    """Folders become their files with one of ``suffixes`` (not recursive); unexpanded globs are expanded.
+
+    Returns the files and the problems ("emptyd: no images in this folder"); a lone problem is raised."""
+    if inputs.count("-") > 1:
+        raise click.UsageError("'-' (standard input) can be read once only")
     out: list[str] = []
+    problems: list[str] = []
     for item in inputs:
         path = Path(item)
         if item != "-" and path.is_dir():
             found = sorted(str(f) for f in path.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
-            if not found:
-                raise CLIError(f"{item}: no {what} in this folder")
             out += found
+            if not found:
+                problems.append(f"{item}: no {what} in this folder")
         elif item != "-" and not path.exists() and any(c in item for c in "*?["):
             found = sorted(f for f in glob.glob(item) if Path(f).is_file())
-            if not found:
-                raise CLIError(f"{item}: no file matches")
             out += found
+            if not found:
+                problems.append(f"{item}: no file matches")
         else:
             out.append(item)
-    return tuple(out)
+    if problems and not out and len(problems) == 1:
+        raise CLIError(problems[0])
+    return tuple(out), problems
 
 
 def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[str]:
     """Each input's output: ``output`` for one input; in the folder ``output`` names; else next to the input."""
+    if output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir():
+        raise CLIError(f"no folder {output}")
     if output is not None and output != "-" and Path(output).is_dir():
         if "-" in inputs:
             raise click.UsageError("-o/--output is a folder; standard input needs a file name")
@@ -171,24 +224,40 @@ def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[s
     return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
 
 
-def _worker_init(threads: int) -> None:
+def _unless_stopped(job, src: str, dst: str):
+    """``job(src, dst)`` in a worker process, unless Ctrl-C came first."""
+    _check_not_stopped()
+    return job(src, dst)
+
+
+def _worker_init(threads: int, stop) -> None:
+    import signal
+
     import torch
 
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and sets ``stop``
+    signal.signal(signal.SIGTERM, _terminated)  # a second Ctrl-C
     torch.set_num_threads(threads)
 
 
 def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit_is_output: bool,
-              jobs: int = 1) -> None:
+              jobs: int = 1, problems: list[str] = ()) -> None:
     """Run job(input, output) -> (summary line, warnings, bytes in, bytes out, pixels) for each input; a failure
     is reported and the rest continue. Several inputs end with a summary line. With ``jobs`` > 1 the files are
-    spread over that many processes (``job`` must be picklable), each with its share of the CPU threads."""
+    spread over that many processes (``job`` must be picklable), each with its share of the CPU threads; after
+    Ctrl-C they write nothing more. ``problems`` (e.g. an empty folder) are reported as failed inputs."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    failed = 0
-    many = len(inputs) > 1
+    for problem in problems:
+        click.echo(f"hitcodec: error: {problem}", err=True)
+    failed = len(problems)
+    many = len(inputs) + len(problems) > 1
+    to_stderr = "-" in outputs  # stdout carries data: every status line goes to stderr
     start = time.perf_counter()
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     todo = []
@@ -211,19 +280,21 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     jobs = max(1, min(jobs, len(todo)))
     if "-" in inputs:
         jobs = 1
-    pool = None
+    pool = stop = None
     if jobs > 1:
         import torch
 
         # spawn, not fork: forking a process whose OpenMP thread pool is running can deadlock the child
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                                   initargs=(max(1, torch.get_num_threads() // jobs),))
-        results = [pool.submit(job, src, dst) for src, dst in todo]
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                   initargs=(max(1, torch.get_num_threads() // jobs), stop))
+        results = [pool.submit(_unless_stopped, job, src, dst) for src, dst in todo]
     else:
         results = [None] * len(todo)
     try:
-        for (src, dst), future in tqdm(list(zip(todo, results)), disable=not many, unit="file", file=sys.stderr,
-                                       leave=False):
+        for (src, dst), future in tqdm(list(zip(todo, results)), disable=not many or not sys.stderr.isatty(),
+                                       unit="file", file=sys.stderr, leave=False):
             try:
                 line, warnings, bytes_in, bytes_out, pixels = future.result() if future else job(src, dst)
                 totals = [totals[0] + 1, totals[1] + bytes_in, totals[2] + bytes_out, totals[3] + pixels]
@@ -235,17 +306,23 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
                 continue
             for warning in warnings:
                 click.echo(f"hitcodec: warning: {src}: {warning}", err=True)
-            click.echo(line, err=dst == "-")
+            click.echo(line, err=to_stderr)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            stop.set()  # on Ctrl-C or an error: the running files are not written, the queued ones not started
+            try:
+                pool.shutdown(cancel_futures=True)  # waits for the running encodes
+            except KeyboardInterrupt:  # a second Ctrl-C: stop them now
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
     if many:
         files, bytes_in, bytes_out, pixels = totals
         bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
         click.echo(f"{files} files, {bytes_in} bytes in, {bytes_out} bytes out, mean {bpp:.4f} bpp, "
                    f"{time.perf_counter() - start:.1f} s", err=True)
     if failed:
-        raise CLIError(f"{failed} of {len(inputs)} files failed")
+        raise CLIError(f"{failed} of {len(inputs) + len(problems)} files failed")
 
 
 @click.group(cls=HitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -343,21 +420,23 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
     """Compress images (anything Pillow reads; a folder for its images; '-' for stdin) to .hit files."""
     from hitcodec import codec
     from hitcodec.api import resolve_model
-    from hitcodec.data import IMAGE_SUFFIXES
 
     if sum(v is not None for v in (target_bpp, target_size, target_rates)) > 1:
         raise click.UsageError("give at most one of --target-bpp, --target-size and --target-rates")
+    source = click.get_current_context().get_parameter_source
+    if target_rates is not None and any(source(b) != click.core.ParameterSource.DEFAULT for b in ("beta2", "beta1")):
+        raise click.UsageError("--target-rates chooses beta2 and beta1 itself; leave out --beta2 and --beta1")
     layer_targets = _parse_rates(target_rates) if target_rates is not None else None
     loaded = resolve_model(model_path)  # a bad model file fails once, before any input
     try:
         codec.check_betas(beta2, beta1, loaded.model.config)
     except ValueError as exc:
         raise click.UsageError(f"{exc} (the range of model {loaded.model_id_hex})") from None
-    inputs = _expand_inputs(inputs, IMAGE_SUFFIXES, "images")
+    inputs, problems = _expand_inputs(inputs, _readable_suffixes(), "images")
     job = functools.partial(compress_one, beta2=beta2, beta1=beta1, target_bpp=target_bpp, target_size=target_size,
                             layer_targets=layer_targets, verify=verify, force=force, max_pixels=max_pixels,
                             model_path=model_path, device=device)
-    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True, jobs=jobs)
+    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True, jobs=jobs, problems=problems)
 
 
 def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_path: str | None,
@@ -377,15 +456,35 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
     buf = io.BytesIO()
     fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
+    options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "ICO": {"sizes": [im.size]}}
     try:
-        im.save(buf, format=fmt)
+        im.save(buf, format=fmt, **options.get(fmt, {}))
     except (KeyError, ValueError, OSError) as exc:
         raise CLIError(f"cannot write {dst}: {exc}") from exc
+    change = _what_the_format_changes(im, buf.getvalue(), fmt)
     write_atomic(dst, buf.getvalue(), force)
     h = decoded.header
     line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
             f"{seconds:.2f} s")
-    return line, [], len(data), buf.tell(), h.width * h.height
+    return line, [change] if change else [], len(data), buf.tell(), h.width * h.height
+
+
+def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
+    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, pixels."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as back:
+        back.load()
+        if back.size != im.size:
+            return f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"
+        back = back.convert(im.mode)
+    if "A" in im.mode and np.array_equal(np.asarray(back.getchannel("A")), np.full(im.size[::-1], 255)):
+        return f"{fmt} drops the alpha plane (use .png to keep it)"
+    if fmt != "JPEG" and not np.array_equal(np.asarray(back), np.asarray(im)):
+        return f"{fmt} does not keep the decoded pixels exactly (use .png for that)"
+    return None
 
 
 @main.command()
@@ -404,9 +503,20 @@ def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
     from hitcodec.api import resolve_model
 
     resolve_model(model_path)
-    inputs = _expand_inputs(inputs, {".hit"}, ".hit files")
+    inputs, problems = _expand_inputs(inputs, {".hit"}, ".hit files")
     job = functools.partial(decompress_one, force=force, max_pixels=max_pixels, model_path=model_path, device=device)
-    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False, jobs=jobs)
+    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False, jobs=jobs,
+              problems=problems)
+
+
+def _readable_suffixes() -> set[str]:
+    """The suffixes of the formats whose pixels Pillow reads (a folder's images); not .hit, already coded."""
+    from PIL import Image, ImageFile
+
+    Image.init()
+    readable = {fmt for fmt, (factory, _) in Image.OPEN.items() if fmt not in ("HIT", "MPEG")  # MPEG: identified only
+                and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))}
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in readable}
 
 
 def _image_format(path: str) -> str:
