@@ -21,9 +21,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hitcodec.models.ghvae import LOSS_NORMS
-
 EXIT_DATA, EXIT_USAGE = 1, 2
+LOSS_NORMS = ("none", "sqrt-beta", "root8-beta", "times-root8-beta")  # hitcodec.models.ghvae.LOSS_NORMS, whose
+# module is not imported here: torch takes seconds to import, which `hitcodec --help` need not wait for
 
 
 class CLIError(Exception):
