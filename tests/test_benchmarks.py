@@ -55,3 +55,10 @@ def test_speed_table_and_device_choice(tiny, photo):
         with pytest.raises(SystemExit) as exc:
             rd.main(["--images", "dev", "--out", "unused", "--device", "cuda"])
         assert exc.value.code == 2
+
+
+def test_cli_startup_times_a_whole_call():
+    from benchmarks.cli_startup import timed
+
+    row = timed(["--version"], repeats=1)
+    assert row["command"] == "hitcodec --version" and 0 < row["wall_s"] < 60 and "coding_s" not in row
