@@ -44,3 +44,13 @@ def test_malformed_payloads_are_rejected():
         with pytest.raises(coding.CodingError):
             coding.decode_symbols(bad, idx)
     assert coding.encode_symbols(np.zeros(0, np.int32), np.zeros(0, np.int32)) == b""
+
+
+def test_golden_payload_pins_the_entropy_model():
+    """These bytes are part of the format (docs/bitstream.md): a constriction release that changed its
+    QuantizedGaussian or its ANS words would make every stored file undecodable."""
+    symbols = np.array([0, 1, -1, 5, -7, 1023, -1023, 0, 2, -3, 40, 0], np.int32)
+    idx = np.array([0, 10, 20, 30, 40, 50, 63, 5, 15, 25, 35, 45], np.int32)
+    payload = coding.encode_symbols(symbols, idx)
+    assert payload.hex() == "0001fa4affffff677da761a17d150000"
+    assert np.array_equal(coding.decode_symbols(payload, idx), symbols)

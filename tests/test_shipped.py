@@ -21,6 +21,27 @@ def sample():
     return read_image(SAMPLE_PHOTO)
 
 
+# tests/data/golden.hit: the 256² centre of the sample photo at beta2 = beta1 = 0.5, coded by the shipped model
+# (`codec.encode`); the SHA-256 of its decoded symbols per layer. A file must decode to the same latents on every
+# machine and after every update of torch or constriction: a change in the priors' numerics or in the entropy
+# model fails here. A new shipped model needs a new golden file (docs/training.md, "Shipping a model").
+GOLDEN_SYMBOLS = {"z2": "cdc3a7643437153deca8785848598fb99c8528549fa04f2fa41b86a8f7f1341f",
+                  "z1": "caa95a4430589c48ce32a375f42d576494fc807f2cd5606a911d16b7c21564d6"}
+
+
+def test_a_stored_file_decodes_to_the_same_latents(shipped, sample):
+    import hashlib
+    from pathlib import Path
+
+    decoded = codec.decode(shipped, (Path(__file__).parent / "data" / "golden.hit").read_bytes())
+    for name in codec.LAYERS:
+        symbols = np.ascontiguousarray(decoded.symbols[name], dtype="<i4").tobytes()
+        assert hashlib.sha256(symbols).hexdigest() == GOLDEN_SYMBOLS[name], name
+    h, w = sample.rgb.shape[:2]
+    centre = sample.rgb[(h - 256) // 2:(h + 256) // 2, (w - 256) // 2:(w + 256) // 2]
+    assert codec.psnr(centre, decoded.image.rgb) > 29.0  # 29.50 dB on this machine
+
+
 def test_weights_are_small_and_load_offline(shipped):
     assert DEFAULT_WEIGHTS.stat().st_size <= 40e6
     assert len(shipped.model_id) == 8
