@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -59,7 +58,7 @@ def _hitcodec_at_size(loaded, image: CodecImage, target_bytes: int,
 def panels_at(loaded, image: CodecImage, bpp: float) -> list[Panel]:
     """Original, hitcodec at its best split, hitcodec on the beta-VAE diagonal, then JPEG, WebP, AVIF."""
     rgb = image.rgb
-    target = max(1, round(bpp * rgb.shape[0] * rgb.shape[1] / 8))
+    target = targets.bytes_for_bpp(bpp, rgb.shape[0] * rgb.shape[1])
     found = []
     for ratio in SPLIT_RATIOS:
         out, size, b2, b1 = _hitcodec_at_size(loaded, image, target, ratio)
@@ -80,8 +79,9 @@ def panels_at(loaded, image: CodecImage, bpp: float) -> list[Panel]:
     return panels
 
 
-def render(panels: list[Panel], out: Path, zoom: int = 4) -> None:
-    """One figure: the images in a row with bpp and PSNR, and a zoomed detail (the image's centre) below each."""
+def render(panels: list[Panel], out, zoom: int = 4, fmt: str | None = None) -> None:
+    """One figure: the images in a row with bpp and PSNR, and a zoomed detail (the image's centre) below each;
+    ``out`` a path or a binary file, ``fmt`` a matplotlib format (png, pdf, svg, ...; default: by the suffix)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,5 +102,5 @@ def render(panels: list[Panel], out: Path, zoom: int = 4) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format=fmt)
     plt.close(fig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import logging
+import os
 import shutil
 import struct
 import subprocess
@@ -96,7 +97,12 @@ def _save_photo(im: Image.Image, out: Path, downsample_from: int) -> None:
     im = im.convert("RGB")
     if max(im.size) >= downsample_from:
         im = im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
-    im.save(out)
+    tmp = out.with_name(f".{out.name}.tmp")  # an interrupted fetch leaves no truncated photo behind
+    try:
+        im.save(tmp, format="PNG")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fetch_training_photos(out_dir: Path, downsample_from: int = 1024) -> int:
@@ -160,9 +166,12 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def load_rgb_uint8(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 array of an image file, converted to RGB."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
+    """(H, W, 3) uint8 array of an image file, converted to RGB; a ValueError naming the file if it does not read."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot read training image {path}: {exc}") from None
 
 
 # -- small labelled data sets for the paper's experiments (benchmarks/paper.py) ------------------------------

@@ -285,10 +285,18 @@ def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
     return dev_eval(model_from_state(load_checkpoint(path), str(path)).to(device), images, device)["score"]
 
 
+class TrainingDiverged(RuntimeError):
+    """The dev score became nan or inf: the run stops without overwriting its checkpoints."""
+
+
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary file and a rename: ``path`` is the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
@@ -361,7 +369,6 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     """
     rank, world, device = _distributed(cfg)
     out_dir = Path(cfg.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model_cfg = model_config or GHVAEConfig()
@@ -387,9 +394,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 stored = state["train_config"]
                 if not cfg.minutes and not stored.get("minutes") and stored.get("steps") == cfg.steps:
                     run_start = state.get("run_start", 0)  # the same run, interrupted: keep its schedule
-            best, history = state["best_score"], state["history"]
+            best, history = state.get("best_score", math.inf), list(state.get("history", []))
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")
+    if not (out_dir / "best.pt").exists():  # resumed into a new folder without the campaign's best.pt: this
+        best = math.inf  # run's first evaluation writes one
     if step >= cfg.steps:
         raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
                          "give a larger --steps")
@@ -400,22 +409,26 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         log.info("best score %.4f: %s re-scored as a %s", best, rescore, SCORE_KIND)
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
     net = prepare_model(model, cfg, world)
+    out_dir.mkdir(parents=True, exist_ok=True)  # once the data, the dev photos and the checkpoint have loaded
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:
         nonlocal best
+        if not math.isfinite(result["score"]):
+            raise TrainingDiverged(f"training diverged by step {step} (dev score {result['score']}); the "
+                                   f"checkpoints in {out_dir} stay as they were: resume with a lower --lr")
         entry = {"step": step, "time": time.time(), **result}
         history.append(entry)
-        with open(out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
         is_best = result["score"] < best
         best = min(best, result["score"])
         ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "best_score": best, "score_kind": SCORE_KIND,
                 "history": history, "run_start": run_start}
-        _save(out_dir / "last.pt", ckpt)
-        if is_best:
+        if is_best:  # best.pt first: last.pt never records a best score that best.pt does not hold
             _save(out_dir / "best.pt", ckpt)
+        _save(out_dir / "last.pt", ckpt)
+        with open(out_dir / "log.jsonl", "a") as f:  # after the checkpoints: the log names only saved steps
+            f.write(json.dumps(entry) + "\n")
 
     start = time.time()
     model.train()
@@ -468,8 +481,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
 def export_weights(checkpoint: str | Path, out: str | Path) -> None:
     """Write the shipped-model file: fp16 weights and the model config, nothing else."""
     state = load_checkpoint(checkpoint)
+    model_from_state(state, str(checkpoint))  # weights that do not fit their config fail here, before writing
     weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    _save(Path(out), {"model_config": state["model_config"], "model": weights, "step": state["step"]})
+    _save(Path(out), {"model_config": state["model_config"], "model": weights, "step": state.get("step", 0)})
 
 
 def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:

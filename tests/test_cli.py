@@ -38,6 +38,15 @@ def test_compress_decompress_info(png, tiny_path, tmp_path):
     assert [layer["name"] for layer in report["layers"]] == ["z2", "z1"]
     assert all("estimated_bits" in layer for layer in report["layers"])
     assert run("info", hit, "--model", tiny_path).exit_code == 0
+    import dataclasses
+
+    from hitcodec import bitstream
+
+    header, parts = bitstream.unpack(hit.read_bytes())  # a crafted header with a nan beta: still JSON
+    odd = tmp_path / "odd.hit"
+    odd.write_bytes(bitstream.pack(dataclasses.replace(header, beta2=float("nan"), model_id=b"\1" * 8), parts))
+    r = run("info", odd, "--json", "--model", tiny_path)
+    assert r.exit_code == 0 and json.loads(r.stdout, parse_constant=pytest.fail)["beta2"] is None
 
 
 def test_existing_output_needs_force(png, tiny_path, tmp_path):
@@ -190,6 +199,11 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     assert r.exit_code == 0, r.output
     assert out.exists() and "JPEG" in r.output and "WebP" in r.output
     assert run("compare", png, "-o", out, "--model", tiny_path).exit_code == 1  # exists, no --force
+    r = run("compare", png, "--bpp", 1e-6, "-o", tmp_path / "cmp.jpg", "--model", tiny_path)
+    assert r.exit_code == 0 and "not every codec reaches 1e-06 bpp" in r.stderr, r.output
+    assert Image.open(tmp_path / "cmp.jpg").format == "JPEG"  # the format the name asks for
+    r = run("compare", png, "-o", tmp_path / "cmp.xyz", "--model", tiny_path)
+    assert r.exit_code == 2 and "cannot draw a figure as .xyz" in r.stderr
 
 
 def test_pixel_limits(png, tiny_path, tmp_path):

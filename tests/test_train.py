@@ -108,7 +108,7 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
         [torch.zeros(1, requires_grad=True)]).state_dict()}, old)
     result = CliRunner().invoke(main, ["train", *common, "--resume", str(old), "--steps", "4"])
     assert result.exit_code == 0, result.output
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4  # in the checkpoint's folder, not b, its stored --out
 
 
 def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo):
@@ -361,3 +361,96 @@ def test_an_interrupted_run_resumed_keeps_its_learning_rate_schedule(tmp_path, p
     steps[:] = []  # a resume with a new --steps is a new run with its own schedule: 2 more steps, drop after 1
     train(TrainConfig(**{**asdict(cut), "steps": 8}), resume=str(tmp_path / "cut" / "last.pt"), progress=False)
     assert steps == [False, True]
+
+
+def test_train_cli_keeps_runs_apart(tmp_path, tiny_path, photo):
+    """A run continues in its own folder wherever it was copied to; a new run does not overwrite another."""
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "0.png")
+    common = ["--data", str(data), "--patch", "64", "--batch", "1"]
+
+    def train_cli(*args):
+        return CliRunner().invoke(main, ["train", *common, *args])
+
+    assert train_cli("--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "1").exit_code == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    result = train_cli("--resume", str(tmp_path / "copy" / "last.pt"), "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "copy" / "last.pt")["step"] == 2  # not a/, the --out stored in it
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 1
+    result = train_cli("--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "1")
+    assert result.exit_code == 1 and "holds another run" in result.output and result.output.count("\n") == 1
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 1
+    result = train_cli("--resume", str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "b"), "--steps", "2")
+    assert result.exit_code == 0, result.output  # a new folder gets the campaign's best.pt along
+    assert (tmp_path / "b" / "best.pt").read_bytes() != b"" and load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+    result = CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--data", str(tmp_path / "none"),
+                                       "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "no folder of training photos" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_train_cli_refuses_foreign_checkpoints_in_one_line(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    out = tmp_path / "run"
+    CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--data", str(tmp_path), "--out", str(out),
+                              "--patch", "64", "--batch", "1", "--steps", "1"])
+    state = load_checkpoint(out / "last.pt")
+    for name, broken in (("newer", {**state, "train_config": {**state["train_config"], "future_option": 1}}),
+                         ("config", {**state, "model_config": "hello"}), ("step", {**state, "step": "x"})):
+        path = tmp_path / f"{name}.pt"
+        torch.save(broken, path)
+        result = CliRunner().invoke(main, ["train", "--resume", str(path), "--steps", "5"])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and "Traceback" not in result.output, name
+    good = tmp_path / "good.pt"
+    assert CliRunner().invoke(main, ["export", str(out / "last.pt"), str(good)]).exit_code == 0
+    before = good.read_bytes()
+    torch.save({**state, "model_config": {**state["model_config"], "future_option": 1}}, tmp_path / "bad.pt")
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "bad.pt"), str(good), "--force"])
+    assert result.exit_code == 1 and good.read_bytes() == before  # checked before the good file is replaced
+
+
+def test_a_diverged_run_stops_without_overwriting_its_checkpoints(tmp_path, tiny_path, photo, monkeypatch):
+    from click.testing import CliRunner
+
+    import hitcodec.train
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    out = tmp_path / "run"
+    common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1"]
+    assert CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--out", str(out), *common,
+                                     "--steps", "1"]).exit_code == 0
+    before = (out / "last.pt").read_bytes()
+    monkeypatch.setattr(hitcodec.train, "dev_eval", lambda *args: {"score": math.nan, "score_mean": math.nan,
+                                                                   "points": []})
+    result = CliRunner().invoke(main, ["train", "--resume", str(out / "last.pt"), *common, "--steps", "2"])
+    assert result.exit_code == 1 and "diverged" in result.output and result.output.count("\n") == 1
+    assert (out / "last.pt").read_bytes() == before and len((out / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_save_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatch):
+    from hitcodec import train as training
+
+    path = tmp_path / "last.pt"
+    training._save(path, {"step": 1})
+
+    def interrupted(state, target):
+        Path(target).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training._save(path, {"step": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}

@@ -337,14 +337,16 @@ model_option = click.option("--model", "model_path", type=click.Path(dir_okay=Fa
                             help="Model file (shipped-model file or training checkpoint); default: the shipped model.")
 
 
-def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _device(ctx: click.Context, param: click.Parameter, value: str, resolved: bool = False) -> str:
+    """``value`` if torch can use that device (``resolved``: the device itself, e.g. auto -> cpu); else a usage
+    error."""
     from hitcodec.weights import resolve_device
 
     try:
-        resolve_device(value)
+        device = resolve_device(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    return value
+    return str(device) if resolved else value
 
 
 device_option = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
@@ -509,6 +511,17 @@ def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
               problems=problems)
 
 
+def _json_safe(value):
+    """``value`` with nan and inf (which a crafted header can hold) as null: json.dumps would write NaN, not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _readable_suffixes() -> set[str]:
     """The suffixes of the formats whose pixels Pillow reads (a folder's images); not .hit, already coded."""
     from PIL import Image, ImageFile
@@ -540,22 +553,31 @@ def _image_format(path: str) -> str:
 @model_option
 def compare(image_path, bpp, output, crop, force, model_path):
     """Picture of hitcodec (best split and beta2 = beta1) next to JPEG, WebP and AVIF at the same file size."""
+    from hitcodec import targets
     from hitcodec.api import resolve_model
     from hitcodec.compare import panels_at, render
     from hitcodec.image import CodecImage, read_image
 
+    import io
+
+    from matplotlib.figure import Figure
+
     _check_output(output, force)
+    fmt = Path(output).suffix.lower().lstrip(".") or "png"
+    if fmt not in Figure().canvas.get_supported_filetypes():
+        raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf or .svg")
     image = read_image(image_path)
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     rgb = np.ascontiguousarray(image.rgb[top:top + crop, left:left + crop])
     panels = panels_at(resolve_model(model_path), CodecImage(rgb, None, "RGB"), bpp)
-    tmp = Path(output).with_name(f".{Path(output).name}.tmp.png")
-    try:
-        render(panels, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    target = 8 * targets.bytes_for_bpp(bpp, rgb.shape[0] * rgb.shape[1]) / (rgb.shape[0] * rgb.shape[1])
+    off = [f"{p.label.split(' (')[0]} {p.bpp:.3f} bpp" for p in panels[1:] if abs(p.bpp / target - 1) > 0.1]
+    if off:
+        click.echo(f"hitcodec: warning: not every codec reaches {bpp:g} bpp on this image: {', '.join(off)}", err=True)
+    figure = io.BytesIO()
+    render(panels, figure, fmt=fmt)
+    write_atomic(output, figure.getvalue(), force)
     click.echo(f"wrote {output}: " + ", ".join(f"{p.label.split(' (')[0]} {p.bpp:.3f} bpp {p.psnr:.2f} dB"
                                                  for p in panels[1:]))
 
@@ -590,7 +612,7 @@ def info(input, as_json, model_path):
     for layer in report["layers"][:len(codec.LAYERS)]:
         layer["share"] = layer["actual_bits"] / coded_bits if coded_bits else 0.0
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(_json_safe(report), indent=2))
         return
     click.echo(f"{input}: hitcodec v{bitstream.VERSION}, {header.width}x{header.height} {header.mode}, "
                f"{len(data)} bytes, {report['bpp']:.4f} bpp")
@@ -651,7 +673,8 @@ def _check_betas_mode(ctx, param, value):
                    "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
                    "corner and diagonal; fixed:BETA2,BETA1: one point only.")
 @click.option("--eval-every", type=click.IntRange(min=1))
-@click.option("--device", type=str, help="cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)")
+@click.option("--device", type=str, callback=lambda ctx, param, value: None if value is None else _device(
+              ctx, param, value, resolved=True), help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the training pass.")
@@ -684,13 +707,18 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
 
     state = load_checkpoint(resume) if resume else {}
-    model_cfg = GHVAEConfig(**state["model_config"]) if "model_config" in state else GHVAEConfig()
-    if "train_config" in state:
-        cfg = TrainConfig.from_checkpoint(state["train_config"])
-    elif data_dir is None or out_dir is None:
+    try:  # a checkpoint of another (newer) version, or not one of ours
+        model_cfg = GHVAEConfig(**state["model_config"]) if "model_config" in state else GHVAEConfig()
+        cfg = TrainConfig.from_checkpoint(state["train_config"]) if "train_config" in state else None
+        int(state.get("step", 0)), float(state.get("best_score", 0)), list(state.get("history", []))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CLIError(f"{resume} is not a checkpoint this version of hitcodec can resume ({_one_line(exc)})") from None
+    if cfg is None and (data_dir is None or out_dir is None):
         raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
-    else:
+    if cfg is None:
         cfg = TrainConfig(data=data_dir, out=out_dir)
+    elif out_dir is None:  # a run continues in its own folder, wherever it was moved or copied to
+        out_dir = str(Path(resume).parent)
     del state
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, lr_drop_factor=lr_drop_factor, z2_warmup=z2_warmup, betas=betas,
@@ -703,6 +731,18 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         parse_fixed_betas(cfg.betas, cfg.beta_range or (model_cfg.beta_min, model_cfg.beta_max))
     except ValueError as exc:
         raise click.UsageError(f"--betas: {exc}") from None
+    if not Path(cfg.data).is_dir():
+        raise CLIError(f"no folder of training photos at {cfg.data} (give --data)")
+    out = Path(cfg.out)
+    own_folder = resume is not None and out.resolve() == Path(resume).resolve().parent
+    taken = [name for name in ("last.pt", "best.pt") if (out / name).exists()]
+    if taken and not own_folder:
+        raise CLIError(f"{out} holds another run ({', '.join(taken)}): continue it with --resume {out / taken[0]}, "
+                       "or give another --out")
+    best = Path(resume).with_name("best.pt") if resume else None
+    if best is not None and not own_folder and best.is_file():  # the campaign's best so far comes along
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "best.pt", best.read_bytes(), force=False)
     result = run_training(cfg, resume=resume)
     click.echo(f"done: dev score {result.get('score', float('nan')):.4f}, checkpoints in {cfg.out}")
 
@@ -726,8 +766,7 @@ def export(checkpoint, output, force):
     from hitcodec.train import export_weights
     from hitcodec.weights import load_model
 
-    if Path(output).exists() and not force:
-        raise CLIError(f"{output} exists (use --force to overwrite)")
+    _check_output(output, force)
     export_weights(checkpoint, output)
     loaded = load_model(output)
     click.echo(f"wrote {output}: model id {loaded.model_id_hex}, {Path(output).stat().st_size / 1e6:.1f} MB")
