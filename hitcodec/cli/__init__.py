@@ -553,14 +553,14 @@ def _image_format(path: str) -> str:
 @model_option
 def compare(image_path, bpp, output, crop, force, model_path):
     """Picture of hitcodec (best split and beta2 = beta1) next to JPEG, WebP and AVIF at the same file size."""
+    import io
+
+    from matplotlib.figure import Figure
+
     from hitcodec import targets
     from hitcodec.api import resolve_model
     from hitcodec.compare import panels_at, render
     from hitcodec.image import CodecImage, read_image
-
-    import io
-
-    from matplotlib.figure import Figure
 
     _check_output(output, force)
     fmt = Path(output).suffix.lower().lstrip(".") or "png"
@@ -713,6 +713,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         int(state.get("step", 0)), float(state.get("best_score", 0)), list(state.get("history", []))
     except (TypeError, ValueError, KeyError) as exc:
         raise CLIError(f"{resume} is not a checkpoint this version of hitcodec can resume ({_one_line(exc)})") from None
+    checkpoint = cfg is not None  # a training checkpoint, not exported weights
     if cfg is None and (data_dir is None or out_dir is None):
         raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
     if cfg is None:
@@ -739,7 +740,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     if taken and not own_folder:
         raise CLIError(f"{out} holds another run ({', '.join(taken)}): continue it with --resume {out / taken[0]}, "
                        "or give another --out")
-    best = Path(resume).with_name("best.pt") if resume else None
+    best = Path(resume).with_name("best.pt") if checkpoint else None
     if best is not None and not own_folder and best.is_file():  # the campaign's best so far comes along
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "best.pt", best.read_bytes(), force=False)

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 def _compressai_layers() -> tuple[type, type]:
     """compressai's GDN and LowerBound, loaded without running compressai/__init__.py where compressai is not
     imported yet.
