@@ -100,8 +100,12 @@ class PatchSampler:
     def __init__(self, folder: str, patch: int, min_scale: float, seed: int, device: str = "cpu"):
         paths = list_images(Path(folder))
         self.device = torch.device(device)  # the photos live there (uint8), so crops never cross the bus
-        self.images = [torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).contiguous().to(self.device)
-                       for p in paths]
+        self.images = []
+        for path in paths:
+            try:
+                self.images.append(torch.from_numpy(load_rgb_uint8(path)).permute(2, 0, 1).contiguous().to(self.device))
+            except ValueError as exc:  # one broken photo does not stop a run
+                log.warning("%s: skipped", exc)
         loaded = len(self.images)
         self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
         if not self.images:

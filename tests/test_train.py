@@ -295,6 +295,10 @@ def test_patch_sampler_says_which_images_are_too_small(tmp_path, photo, caplog):
         sampler = PatchSampler(str(tmp_path), 64, 0.5, 0)
     assert len(sampler) == 1 and "1 of 2 training images are smaller than the 64-px crops" in caplog.text
     assert sampler.sample(2).shape == (2, 3, 64, 64)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with caplog.at_level("WARNING", logger="hitcodec.train"):
+        assert len(PatchSampler(str(tmp_path), 64, 0.5, 0)) == 1  # skipped, and named
+    assert "broken.png" in caplog.text and "skipped" in caplog.text
 
 
 def test_train_speed_benchmark_keeps_going_past_a_failed_variant(tmp_path, photo):
