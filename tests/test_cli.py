@@ -327,8 +327,9 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
         r = run("decompress", hit, "-o", tmp_path / f"out{suffix}", "--model", tiny_path)
         assert r.exit_code == 0 and "warning" not in r.stderr, (suffix, r.output)
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"out{suffix}").convert("RGBA")), ref), suffix
-    r = run("decompress", hit, "-o", tmp_path / "out.bmp", "--model", tiny_path)
-    assert r.exit_code == 0 and "BMP drops the alpha plane" in r.stderr
+    for fmt in ("bmp", "jpg"):
+        r = run("decompress", hit, "-o", tmp_path / f"out.{fmt}", "--model", tiny_path)
+        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, r.output
 
 
 def test_device_option(png, tiny_path, tmp_path):
@@ -381,3 +382,21 @@ def test_api_warns_that_only_the_first_frame_is_coded(tmp_path, tiny_path, photo
     Image.fromarray(photo[:40, :50]).save(gif, save_all=True, append_images=[Image.fromarray(photo[40:80, :50])])
     with pytest.warns(UserWarning, match="first of the image's 2 frames"):
         assert compress(gif, model=tiny_path)[:4] == b"HITC"
+
+
+def test_a_fifo_is_written_in_place(png, tiny_path, tmp_path):
+    import threading
+
+    fifo = tmp_path / "out.hit"
+    os.mkfifo(fifo)
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got["data"] = f.read()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    r = run("compress", png, "-o", fifo, "--model", tiny_path)  # exists, but no file to overwrite: no --force
+    thread.join(10)
+    assert r.exit_code == 0 and got["data"][:4] == b"HITC" and stat.S_ISFIFO(fifo.stat().st_mode), r.output

@@ -148,8 +148,11 @@ def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     path = _check_output(path, force)
     _check_not_stopped()
     if path.exists() and not path.is_file():
-        with open(path, "wb") as f:
-            f.write(data)
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:  # e.g. a FIFO whose reader went away (which click would end silently)
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
         return
     target = Path(os.path.realpath(path))
     global _WRITING
@@ -233,12 +236,12 @@ def _unless_stopped(job, src: str, dst: str):
 def _worker_init(threads: int, stop) -> None:
     import signal
 
-    import torch
-
-    global _STOP
-    _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and sets ``stop``
     signal.signal(signal.SIGTERM, _terminated)  # a second Ctrl-C
+    global _STOP
+    _STOP = stop
+    import torch
+
     torch.set_num_threads(threads)
 
 
@@ -459,8 +462,9 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     buf = io.BytesIO()
     fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "ICO": {"sizes": [im.size]}}
-    try:
-        im.save(buf, format=fmt, **options.get(fmt, {}))
+    try:  # JPEG has no alpha: the colour is written, and the warning below says the alpha plane is dropped
+        colour = im.convert({"RGBA": "RGB", "LA": "L"}[im.mode]) if fmt == "JPEG" and "A" in im.mode else im
+        colour.save(buf, format=fmt, **options.get(fmt, {}))
     except (KeyError, ValueError, OSError) as exc:
         raise CLIError(f"cannot write {dst}: {exc}") from exc
     change = _what_the_format_changes(im, buf.getvalue(), fmt)
