@@ -458,3 +458,21 @@ def test_save_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def test_a_run_moved_to_a_new_folder_keeps_the_campaigns_best(tmp_path, tiny_path, photo, monkeypatch):
+    from click.testing import CliRunner
+
+    import hitcodec.train
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1"]
+    assert CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--out", str(tmp_path / "a"), *common,
+                                     "--steps", "1"]).exit_code == 0
+    monkeypatch.setattr(hitcodec.train, "dev_eval", lambda *args: {"score": 1e9, "score_mean": 1e9, "points": []})
+    result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "a" / "last.pt"), "--out",
+                                       str(tmp_path / "b"), *common, "--steps", "2"])  # a worse evaluation
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "best.pt").read_bytes() == (tmp_path / "a" / "best.pt").read_bytes()
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
