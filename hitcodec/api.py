@@ -10,7 +10,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image
 
-from hitcodec import codec
+from hitcodec import bitstream, codec
 from hitcodec.image import CodecImage, from_pil, read_image, to_pil
 from hitcodec.weights import LoadedModel, load_model
 
@@ -92,9 +92,12 @@ def hit_bytes(data: DataArg) -> bytes:
                     "binary file")
 
 
-def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu") -> Image.Image:
+def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu",
+               max_pixels: int = bitstream.DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a .hit file (bytes, path or binary file) to a Pillow image of the stored mode (L, RGB, LA or RGBA).
 
-    ``device`` runs the synthesis transform, as in `compress`."""
-    decoded = codec.decode(resolve_model(model), hit_bytes(data), device=device)
+    ``device`` runs the synthesis transform, as in `compress`. Files declaring more than ``max_pixels`` pixels are
+    refused before any decoding (lower it where files come from untrusted sources: decoding time and memory grow
+    with the declared size)."""
+    decoded = codec.decode(resolve_model(model), hit_bytes(data), max_pixels=max_pixels, device=device)
     return to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)

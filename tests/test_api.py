@@ -40,3 +40,12 @@ def test_device_is_passed_on(tiny, image):
         api.compress(image, model=tiny, device="bogus")
     with pytest.raises(ValueError, match="unknown device"):
         api.decompress(api.compress(image, model=tiny), model=tiny, device="bogus")
+
+
+def test_decompress_refuses_files_above_its_pixel_limit(tiny, image):
+    from hitcodec.bitstream import BitstreamError
+
+    data = api.compress(image, model=tiny)  # 30 x 20
+    with pytest.raises(BitstreamError, match="allowed range"):
+        api.decompress(data, model=tiny, max_pixels=599)
+    assert api.decompress(data, model=tiny, max_pixels=600).size == (30, 20)
