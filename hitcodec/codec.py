@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import threading
 import zlib
 from dataclasses import dataclass
@@ -35,6 +36,15 @@ _NO_ONEDNN = {"enabled": False, **{k: None for k in ("allow_tf32", "fp32_precisi
 # a call in another thread could otherwise compute its priors with oneDNN (a file its decoder cannot read), or
 # its transforms without it (other pixels), and leave the switch off when the two calls' restores cross.
 _ONE_AT_A_TIME = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:  # a child forked while another thread coded would wait forever on a copy
+    global _ONE_AT_A_TIME  # of the held lock (as the logging module does for its locks)
+    _ONE_AT_A_TIME = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _one_at_a_time(fn):

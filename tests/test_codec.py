@@ -227,3 +227,47 @@ def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
         assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
     with pytest.raises(ValueError, match="cond_kernels"):
         replace(TINY, cond_kernels=-1)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_codes_can_code(tiny):
+    import os
+    import threading
+    import time
+
+    import torch
+
+    image = _image(16, 16)
+    held, release = threading.Event(), threading.Event()
+
+    def coding_thread():  # holds the codec's lock, as a thread in the middle of a call does
+        with codec._ONE_AT_A_TIME:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=coding_thread)
+    thread.start()
+    try:
+        assert held.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: must not wait for a lock that no thread of its own will release
+            code = 1
+            try:
+                torch.set_num_threads(1)  # torch's thread pool does not survive a fork
+                codec.encode(tiny, image, 1.0, 1.0)
+                code = 0
+            finally:
+                os._exit(code)
+        for _ in range(300):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited on the lock of its parent's thread")
+    finally:
+        release.set()
+        thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
