@@ -505,7 +505,7 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
 @model_option
 def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
     """Decompress .hit files (a folder for its .hit files) to PNG, or any format Pillow writes, by the output's
-    suffix."""
+    suffix (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
     from hitcodec.api import resolve_model
 
     resolve_model(model_path)
