@@ -24,7 +24,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "hitcodec" / "samples" / "astrona
 
 def timed(args: list[str], repeats: int) -> dict:
     command = [sys.executable, "-m", "hitcodec", *args]
-    subprocess.run(command, check=True, capture_output=True)  # warm-up
+    warm_up = subprocess.run(command, capture_output=True, text=True)
+    if warm_up.returncode:
+        sys.exit(f"benchmarks.cli_startup: `hitcodec {' '.join(args)}` failed: {warm_up.stderr.strip()}")
     walls, coding = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -44,6 +46,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.out is not None and not args.out.parent.is_dir():
+        parser.error(f"--out: no folder {args.out.parent}")
     with tempfile.TemporaryDirectory() as tmp:
         hit, png = str(Path(tmp) / "x.hit"), str(Path(tmp) / "x.png")
         rows = [timed(["--version"], args.repeats),

@@ -22,6 +22,7 @@ from PIL import Image
 
 from hitcodec import codec
 from hitcodec.api import resolve_model
+from hitcodec.cli import json_safe
 from hitcodec.data import dev_eval_photos
 from hitcodec.image import read_image
 
@@ -67,8 +68,15 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/dev_eval.json")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a folder; give a .json file")
     torch.set_num_threads(args.threads)
-    loaded = resolve_model(args.model)
+    try:
+        loaded = resolve_model(args.model)
+    except (ValueError, OSError) as exc:
+        parser.exit(1, f"benchmarks.dev_eval: error: {exc}\n")
     photos = dev_eval_photos()
     rows = {b: [] for b in BETAS}
     for path in photos:
@@ -87,12 +95,14 @@ def main() -> None:
             })
     summary = []
     for (beta2, beta1), items in rows.items():
-        def mean(key: str) -> float:
-            vals = [r[key] for r in items if not np.isnan(r[key])]
-            return float(np.mean(vals)) if vals else float("nan")
-
-        summary.append({"beta2": beta2, "beta1": beta1, **{k: mean(k) for k in
-                        ("bpp", "bpp_z2", "bpp_z1", "psnr", "jpeg_psnr", "webp_psnr")}})
+        entry = {"beta2": beta2, "beta1": beta1, **{k: float(np.mean([r[k] for r in items]))
+                                                    for k in ("bpp", "bpp_z2", "bpp_z1", "psnr")}}
+        for fmt in ("jpeg", "webp"):  # where a codec cannot reach hitcodec's bpp on a photo, that photo is left out
+            shared = [r for r in items if not np.isnan(r[f"{fmt}_psnr"])]  # of both means, so they compare
+            entry[f"{fmt}_n"] = len(shared)
+            entry[f"{fmt}_psnr"] = float(np.mean([r[f"{fmt}_psnr"] for r in shared])) if shared else float("nan")
+            entry[f"psnr_where_{fmt}"] = float(np.mean([r["psnr"] for r in shared])) if shared else float("nan")
+        summary.append(entry)
 
     sample = read_image(photos[0])
     data = codec.encode(loaded, sample, 1.0, 1.0).data
@@ -103,14 +113,22 @@ def main() -> None:
     result = {"model_id": loaded.model_id_hex, "model": loaded.path, "images": [p.name for p in photos],
               "summary": summary, "per_image": {f"{b2},{b1}": r for (b2, b1), r in rows.items()}, "timing": timing}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(json_safe(result), indent=2))
 
     print(f"model {loaded.model_id_hex}, {len(photos)} dev photos (mean over photos; JPEG/WebP PSNR at the same bpp)")
     print("| beta2 | beta1 | bpp | z2 bpp | z1 bpp | PSNR dB | JPEG dB | WebP dB |")
     print("|---|---|---|---|---|---|---|---|")
+    def cell(s: dict, fmt: str) -> str:  # on fewer photos: which, and hitcodec's own PSNR on those
+        if s[f"{fmt}_n"] == len(photos):
+            return f"{s[f'{fmt}_psnr']:.2f}"
+        if not s[f"{fmt}_n"]:
+            return "–"
+        photos_n = f"{s[f'{fmt}_n']} photo{'s' if s[f'{fmt}_n'] > 1 else ''}"
+        return f"{s[f'{fmt}_psnr']:.2f} ({photos_n}; hitcodec {s[f'psnr_where_{fmt}']:.2f})"
+
     for s in summary:
         print(f"| {s['beta2']:g} | {s['beta1']:g} | {s['bpp']:.3f} | {s['bpp_z2']:.3f} | {s['bpp_z1']:.3f} | "
-              f"{s['psnr']:.2f} | {s['jpeg_psnr']:.2f} | {s['webp_psnr']:.2f} |")
+              f"{s['psnr']:.2f} | {cell(s, 'jpeg')} | {cell(s, 'webp')} |")
     print(f"CPU time, {timing['image']} {timing['size'][1]}x{timing['size'][0]}, {args.threads} threads: "
           f"encode {enc_s:.2f} s, decode {dec_s:.2f} s")
 

@@ -19,6 +19,7 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from hitcodec import codec, coding
 from hitcodec.api import resolve_model
+from hitcodec.cli import json_safe
 from hitcodec.data import dev_eval_photos, list_images
 from hitcodec.image import CodecImage, read_image
 from hitcodec.weights import resolve_device
@@ -41,6 +43,13 @@ CLASSICAL = {
 }
 
 
+PSNR_CAP_DB = 100.0  # an exact reconstruction (PSNR inf: flat graphics, a constant colour) counts as this
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    return min(codec.psnr(a, b), PSNR_CAP_DB)
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM (pytorch-msssim, data range 255) of two uint8 RGB arrays; NaN below its minimum size (161 px)."""
     from pytorch_msssim import ms_ssim as _ms_ssim
@@ -49,6 +58,18 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     ta, tb = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].float() for v in (a, b))
     return float(_ms_ssim(ta, tb, data_range=255))
+
+
+def benchmark_image(path: Path) -> CodecImage:
+    """The colour of an image file: every codec here is compared on RGB, so an alpha plane (which hitcodec would
+    code losslessly beside it, and JPEG not at all) is left out. A ValueError names the file."""
+    try:
+        image = read_image(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if min(image.rgb.shape[:2]) < 2:
+        raise ValueError(f"{path}: {image.rgb.shape[1]}x{image.rgb.shape[0]} is too small to benchmark")
+    return replace(image, alpha=None, mode=image.mode.rstrip("A"))
 
 
 def log_grid(n: int, lo: float = 0.1, hi: float = 10.0) -> list[float]:
@@ -69,7 +90,7 @@ def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tupl
             rows.append({"image": name, "bpp": coded.bpp,
                          "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels,
                          "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
-                         "psnr": codec.psnr(image.rgb, decoded.image.rgb),
+                         "psnr": psnr_db(image.rgb, decoded.image.rgb),
                          "ms_ssim": ms_ssim(image.rgb, decoded.image.rgb)})
         points.append({"beta2": beta2, "beta1": beta1, **_mean(rows), "images": rows})
     return points
@@ -96,7 +117,7 @@ def measure_classical(fmt: str, images: list[tuple[str, CodecImage]]) -> list[di
             Image.fromarray(image.rgb).save(buf, format=pil_format, **kw)
             dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
             pixels = image.rgb.shape[0] * image.rgb.shape[1]
-            rows.append({"image": name, "bpp": 8 * buf.tell() / pixels, "psnr": codec.psnr(image.rgb, dec),
+            rows.append({"image": name, "bpp": 8 * buf.tell() / pixels, "psnr": psnr_db(image.rgb, dec),
                          "ms_ssim": ms_ssim(image.rgb, dec)})
         points.append({"quality": q, **_mean(rows)})
     return sorted(points, key=lambda p: p["bpp"])
@@ -325,21 +346,27 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(codecs) - set(CLASSICAL)
     if unknown or args.grid < 2:
         parser.error(f"unknown codecs {sorted(unknown)}" if unknown else "--grid must be at least 2")
+    out = Path(args.out)
     paths = dev_eval_photos() if args.images == "dev" else list_images(Path(args.images))
+    paths = [p for p in paths if out.resolve() not in p.resolve().parents]  # not an earlier run's plots
     if not paths:
         parser.error(f"no images in {args.images}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = resolve_model(args.model)
-    images = [(p.name, read_image(p)) for p in paths]
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    try:  # everything that can fail on bad input, before the first output is written
+        loaded = resolve_model(args.model)
+        baseline_model = resolve_model(args.baseline_model) if args.baseline_model else None
+        images = [(p.name, benchmark_image(p)) for p in paths]
+        out.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        sys.exit(f"benchmarks.rd: error: {' '.join(str(exc).split())}")
 
     betas = log_grid(args.grid, loaded.model.config.beta_min, loaded.model.config.beta_max)
     grid = measure_ghvae(loaded, images, [(b2, b1) for b2 in betas for b1 in betas], "GHVAE grid", device)
     diagonal = sorted([p for p in grid if p["beta2"] == p["beta1"]], key=lambda p: p["bpp"])
     hull = upper_hull(grid)
-    baseline, baseline_model = None, None
-    if args.baseline_model:
-        baseline_model = resolve_model(args.baseline_model)
+    baseline = None
+    if baseline_model is not None:
         baseline = measure_ghvae(baseline_model, images, [(b, b) for b in betas], "baseline", device)
     classical = {fmt: measure_classical(fmt, images)
                  for fmt in tqdm(codecs, desc="classical", leave=False, disable=None)}
@@ -350,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         curves["beta-vae-model"] = (baseline, "same architecture trained on the diagonal only")
     curves.update({fmt: (pts, f"Pillow {CLASSICAL[fmt][0]} {CLASSICAL[fmt][1]}") for fmt, pts in classical.items()})
     for name, (pts, desc) in curves.items():
-        (out / f"{name}.json").write_text(json.dumps(compressai_json(name, desc, pts), indent=2))
+        (out / f"{name}.json").write_text(json.dumps(json_safe(compressai_json(name, desc, pts)), indent=2))
     speed = None if args.no_speed else measure_speed(loaded, max((im for _, im in images),
                                                                  key=lambda im: im.rgb.size), codecs, device)
     if speed is not None:
@@ -362,9 +389,9 @@ def main(argv: list[str] | None = None) -> None:
         bd[name]["diagonal"] = bd_rate(diagonal, curves[name][0])
         if baseline:  # and against the same architecture trained as a beta-VAE with the same steps
             bd[name]["beta-vae-model"] = bd_rate(baseline, curves[name][0])
-    (out / "grid.json").write_text(json.dumps({"model_id": loaded.model_id_hex, "images": [n for n, _ in images],
-                                               "grid": grid, "hull": [(p["beta2"], p["beta1"]) for p in hull],
-                                               "bd_rate_percent": bd, "speed": speed}, indent=2))
+    (out / "grid.json").write_text(json.dumps(json_safe({
+        "model_id": loaded.model_id_hex, "images": [n for n, _ in images], "grid": grid,
+        "hull": [(p["beta2"], p["beta1"]) for p in hull], "bd_rate_percent": bd, "speed": speed}), indent=2))
     plot(out, grid, diagonal, hull, classical, baseline)
     report = write_report(out, loaded, images, grid, diagonal, hull, curves, bd, speed, baseline_model)
     print(report)

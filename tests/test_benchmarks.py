@@ -39,6 +39,29 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
         assert (out / name).exists(), name
 
 
+def test_grid_run_is_fair_to_alpha_and_flat_images_and_refuses_bad_input_before_writing(tmp_path, tiny_path, photo):
+    import pytest
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rgba = Image.fromarray(photo[:64, :64]).convert("RGBA")
+    rgba.putalpha(Image.fromarray(photo[:64, :64, 0]))
+    rgba.save(images / "a.png")
+    Image.new("RGB", (64, 64)).save(images / "flat.png")  # decoded exactly by JPEG: PSNR inf
+    out = images / "out"  # inside --images: a second run must not measure the first one's plots
+    for _ in range(2):
+        rd.main(["--images", str(images), "--out", str(out), "--grid", "2", "--codecs", "jpeg",
+                 "--model", str(tiny_path), "--no-speed"])
+    grid = json.loads((out / "grid.json").read_text(), parse_constant=pytest.fail)  # no NaN or Infinity tokens
+    assert grid["images"] == ["a.png", "flat.png"]
+    assert all(p["bpp"] < 4 for p in grid["grid"])  # the alpha plane is not counted: RGB against RGB
+    assert max(json.loads((out / "jpeg.json").read_text())["results"]["psnr-rgb"]) <= rd.PSNR_CAP_DB
+    (images / "junk.png").write_text("not an image")
+    with pytest.raises(SystemExit, match="junk.png"):
+        rd.main(["--images", str(images), "--out", str(tmp_path / "new"), "--model", str(tiny_path), "--no-speed"])
+    assert not (tmp_path / "new").exists()
+
+
 def test_speed_table_and_device_choice(tiny, photo):
     import pytest
     import torch

@@ -515,14 +515,15 @@ def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
               problems=problems)
 
 
-def _json_safe(value):
-    """``value`` with nan and inf (which a crafted header can hold) as null: json.dumps would write NaN, not JSON."""
+def json_safe(value):
+    """``value`` with nan and inf as null (json.dumps would write NaN, which is not JSON): a crafted header's
+    betas, a benchmark's undefined means."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -616,7 +617,7 @@ def info(input, as_json, model_path):
     for layer in report["layers"][:len(codec.LAYERS)]:
         layer["share"] = layer["actual_bits"] / coded_bits if coded_bits else 0.0
     if as_json:
-        click.echo(json.dumps(_json_safe(report), indent=2))
+        click.echo(json.dumps(json_safe(report), indent=2))
         return
     click.echo(f"{input}: hitcodec v{bitstream.VERSION}, {header.width}x{header.height} {header.mode}, "
                f"{len(data)} bytes, {report['bpp']:.4f} bpp")
