@@ -376,8 +376,6 @@ def main(argv: list[str] | None = None) -> None:
     if baseline:
         curves["beta-vae-model"] = (baseline, "same architecture trained on the diagonal only")
     curves.update({fmt: (pts, f"Pillow {CLASSICAL[fmt][0]} {CLASSICAL[fmt][1]}") for fmt, pts in classical.items()})
-    for name, (pts, desc) in curves.items():
-        (out / f"{name}.json").write_text(json.dumps(json_safe(compressai_json(name, desc, pts)), indent=2))
     speed = None if args.no_speed else measure_speed(loaded, max((im for _, im in images),
                                                                  key=lambda im: im.rgb.size), codecs, device)
     if speed is not None:
@@ -389,6 +387,9 @@ def main(argv: list[str] | None = None) -> None:
         bd[name]["diagonal"] = bd_rate(diagonal, curves[name][0])
         if baseline:  # and against the same architecture trained as a beta-VAE with the same steps
             bd[name]["beta-vae-model"] = bd_rate(baseline, curves[name][0])
+    # every output is written here, after all measuring: a failure or Ctrl-C before leaves no partial set
+    for name, (pts, desc) in curves.items():
+        (out / f"{name}.json").write_text(json.dumps(json_safe(compressai_json(name, desc, pts)), indent=2))
     (out / "grid.json").write_text(json.dumps(json_safe({
         "model_id": loaded.model_id_hex, "images": [n for n, _ in images], "grid": grid,
         "hull": [(p["beta2"], p["beta1"]) for p in hull], "bd_rate_percent": bd, "speed": speed}), indent=2))
