@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown codecs {sorted(unknown)}" if unknown else "--grid must be at least 2")
     out = Path(args.out)
     paths = dev_eval_photos() if args.images == "dev" else list_images(Path(args.images))
-    paths = [p for p in paths if out.resolve() not in p.resolve().parents]  # not an earlier run's plots
+    if args.images != "dev" and Path(args.images).resolve() in out.resolve().parents:  # --out inside --images:
+        paths = [p for p in paths if out.resolve() not in p.resolve().parents]  # not an earlier run's plots
     if not paths:
         parser.error(f"no images in {args.images}")
     if out.exists() and not out.is_dir():

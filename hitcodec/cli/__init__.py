@@ -663,9 +663,10 @@ def _check_betas_mode(ctx, param, value):
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
 @click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run.")
-@click.option("--batch", type=click.IntRange(min=1))
-@click.option("--patch", type=click.IntRange(min=64))
-@click.option("--lr", type=POSITIVE)
+@click.option("--batch", type=click.IntRange(min=1), help="Crops per step (per process under torchrun); default 8.")
+@click.option("--patch", type=click.IntRange(min=64), help="Side of the square training crops, a multiple of 64; "
+                                                          "default 192.")
+@click.option("--lr", type=POSITIVE, help="Adam learning rate; default 2e-4.")
 @click.option("--lr-drop", type=FiniteFloat(min=0, max=1),
               help="Fraction of the run after which the lr is divided by --lr-drop-factor (1 = never). A run "
                    "resumed with its own --steps (interrupted) keeps its schedule.")
@@ -677,7 +678,8 @@ def _check_betas_mode(ctx, param, value):
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
                    "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
                    "corner and diagonal; fixed:BETA2,BETA1: one point only.")
-@click.option("--eval-every", type=click.IntRange(min=1))
+@click.option("--eval-every", type=click.IntRange(min=1), help="Steps between dev evaluations and checkpoints; "
+                                                               "default 500.")
 @click.option("--device", type=str, callback=lambda ctx, param, value: None if value is None else _device(
               ctx, param, value, resolved=True), help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
@@ -766,7 +768,7 @@ def fetch_data(out_dir):
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("-f", "--force", is_flag=True)
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 def export(checkpoint, output, force):
     """Export a training checkpoint as a small fp16 model file (what ships in the package)."""
     from hitcodec.train import export_weights
