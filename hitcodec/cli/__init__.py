@@ -322,8 +322,8 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     if many:
         files, bytes_in, bytes_out, pixels = totals
         bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
-        click.echo(f"{files} files, {bytes_in} bytes in, {bytes_out} bytes out, mean {bpp:.4f} bpp, "
-                   f"{time.perf_counter() - start:.1f} s", err=True)
+        click.echo(f"{files} file{'' if files == 1 else 's'}, {bytes_in} bytes in, {bytes_out} bytes out, "
+                   f"mean {bpp:.4f} bpp, {time.perf_counter() - start:.1f} s", err=True)
     if failed:
         raise CLIError(f"{failed} of {len(inputs) + len(problems)} files failed")
 
