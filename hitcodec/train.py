@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -293,11 +294,15 @@ class TrainingDiverged(RuntimeError):
     """The dev score became nan or inf: the run stops without overwriting its checkpoints."""
 
 
-def _save(path: Path, state: dict) -> None:
-    """torch.save to a temporary file and a rename: ``path`` is the old file or the new one, never half of one."""
+def _save(path: Path, state: dict | Path) -> None:
+    """torch.save ``state`` (or copy the file ``state``) to a temporary file and rename it: ``path`` is the old
+    file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.save(state, tmp)
+        if isinstance(state, Path):
+            shutil.copyfile(state, tmp)
+        else:
+            torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -385,7 +390,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     parse_fixed_betas(cfg.betas, beta_range)
     model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
     opt = _optimizer(model, cfg)
-    step, best, history, rescore, warmup = 0, math.inf, [], None, cfg.lr_warmup
+    step, best, history, rescore, warmup, carried = 0, math.inf, [], None, cfg.lr_warmup, None
     run_start = 0  # the step this run's learning-rate schedule (--lr-drop of --steps) counts from
     if state is not None:
         step = run_start = state.get("step", 0)
@@ -401,8 +406,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             best, history = state.get("best_score", math.inf), list(state.get("history", []))
             if state.get("score_kind", "mean") != SCORE_KIND:  # its best was chosen by an older score
                 rescore = Path(resume).with_name("best.pt")
-    if not (out_dir / "best.pt").exists():  # resumed into a new folder without the campaign's best.pt: this
-        best = math.inf  # run's first evaluation writes one
+            source_best = Path(resume).with_name("best.pt")  # resumed into a new folder: the campaign's best.pt
+            if source_best.is_file() and not (out_dir / "best.pt").exists():  # comes along
+                carried = source_best
+    if carried is None and not (out_dir / "best.pt").exists():  # no best.pt to compare with: this run's first
+        best = math.inf  # evaluation writes one
     if step >= cfg.steps:
         raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
                          "give a larger --steps")
@@ -414,6 +422,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
     net = prepare_model(model, cfg, world)
     out_dir.mkdir(parents=True, exist_ok=True)  # once the data, the dev photos and the checkpoint have loaded
+    if carried is not None and rank == 0:
+        _save(out_dir / "best.pt", carried)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:

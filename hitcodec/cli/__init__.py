@@ -467,7 +467,7 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
         colour.save(buf, format=fmt, **options.get(fmt, {}))
     except (KeyError, ValueError, OSError) as exc:
         raise CLIError(f"cannot write {dst}: {exc}") from exc
-    change = _what_the_format_changes(im, buf.getvalue(), fmt)
+    change = None if fmt == "PNG" else _what_the_format_changes(im, buf.getvalue(), fmt)  # PNG holds every image
     write_atomic(dst, buf.getvalue(), force)
     h = decoded.header
     line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
@@ -720,7 +720,6 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         int(state.get("step", 0)), float(state.get("best_score", 0)), list(state.get("history", []))
     except (TypeError, ValueError, KeyError) as exc:
         raise CLIError(f"{resume} is not a checkpoint this version of hitcodec can resume ({_one_line(exc)})") from None
-    checkpoint = cfg is not None  # a training checkpoint, not exported weights
     if cfg is None and (data_dir is None or out_dir is None):
         raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
     if cfg is None:
@@ -747,10 +746,6 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     if taken and not own_folder:
         raise CLIError(f"{out} holds another run ({', '.join(taken)}): continue it with --resume {out / taken[0]}, "
                        "or give another --out")
-    best = Path(resume).with_name("best.pt") if checkpoint else None
-    if best is not None and not own_folder and best.is_file():  # the campaign's best so far comes along
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "best.pt", best.read_bytes(), force=False)
     result = run_training(cfg, resume=resume)
     click.echo(f"done: dev score {result.get('score', float('nan')):.4f}, checkpoints in {cfg.out}")
 
