@@ -96,8 +96,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    if getattr(im, "n_frames", 1) > 1:
-        warnings.warn(f"a .hit file holds one image: only frame {im.tell()} of {im.n_frames} is coded", stacklevel=3)
+    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images") or ())
+    if frames > 1:
+        warnings.warn(f"a .hit file holds one image: only frame {im.tell()} of the {frames} given is coded",
+                      stacklevel=3)
     _save(im, fp, filename)
 
 

@@ -120,11 +120,14 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
     off = len(coded.data) / target_bytes - 1
     reached = abs(off) <= tolerance
     beta2, beta1 = coded.header.beta2, coded.header.beta1
-    msg = (f"{len(coded.data)} bytes ({off:+.1%} of the target {target_bytes}) at beta2 {beta2:.4g}, "
-           f"beta1 {beta1:.4g} after {n} encodes")
-    if not reached:
-        msg += "; the target is out of reach at this beta2/beta1 ratio" if (u in (lo, hi)) else \
-            "; no closer size found within the encode budget"
+    versus = f"{off:+.1%} of the target {target_bytes}" if target_bytes < MAX_TARGET_BYTES else \
+        "the target: 2^53 or more"
+    msg = f"{len(coded.data)} bytes ({versus}) at beta2 {beta2:.4g}, beta1 {beta1:.4g} after {n} encodes"
+    if not reached and u in (lo, hi):
+        msg += (f"; the target is out of reach: this is the {'largest' if off < 0 else 'smallest'} file the model "
+                f"makes at this beta2/beta1 ratio")
+    elif not reached:
+        msg += "; no closer size found within the encode budget"
     return TargetResult(coded, reached, n, msg)
 
 

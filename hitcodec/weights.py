@@ -7,6 +7,7 @@ import functools
 import hashlib
 import pickle
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,22 @@ LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, Attribut
                pickle.UnpicklingError)
 
 
+def _reason(exc: BaseException, limit: int = 100) -> str:
+    """The gist of a load error in one short line: torch's messages span many lines and open with boilerplate."""
+    text = str(exc).split("WeightsUnpickler error:")[-1]  # torch's weights_only message: the cause follows this
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().endswith(":")]
+    first = lines[0].split(". ")[0] if lines else type(exc).__name__  # a line ending in ":" only introduces others
+    return first if len(first) <= limit else first[:limit - 3] + "..."
+
+
 def load_state(path: str | Path, what: str = "model file", map_location: str = "cpu") -> dict:
     """The dict of a shipped-model file or training checkpoint; a one-line ValueError if ``path`` is neither."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file may declare any pickle protocol: the error below says it
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except LOAD_ERRORS as exc:
-        raise ValueError(f"{path} is not a hitcodec {what} ({type(exc).__name__})") from None
+        raise ValueError(f"{path} is not a hitcodec {what} ({_reason(exc)})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise ValueError(f"{path} is not a hitcodec {what} (no model weights and config)")
     return state
@@ -85,7 +96,7 @@ def model_from_state(state: dict, source: str = "the state") -> GHVAE:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     except LOAD_ERRORS as exc:
         raise ValueError(f"{source} is not a hitcodec model file (its weights do not fit its config: "
-                         f"{type(exc).__name__})") from None
+                         f"{_reason(exc)})") from None
     return model.eval()
 
 

@@ -230,6 +230,7 @@ def test_folder_inputs_and_worker_processes(tmp_path, tiny_path, photo):
     assert single.read_bytes() == hits[1].read_bytes()  # worker processes give the same bytes
     r = run("decompress", folder, "--model", tiny_path)
     assert r.exit_code == 1 and "3 of 3 files failed" in r.stderr and "exists" in r.stderr  # the PNGs are there
+    assert "bytes in" not in r.stderr  # no "0 files ... mean 0.0000 bpp" summary when every file failed
     coded = tmp_path / "coded"
     coded.mkdir()
     for p in hits:
@@ -310,7 +311,8 @@ def test_a_stopped_worker_writes_nothing(tmp_path, monkeypatch):
 def test_huge_size_targets_give_the_closest_file(png, tiny_path, tmp_path):
     for option, value in (("--target-bpp", "1e308"), ("--target-size", "1" + "0" * 400)):
         r = run("compress", png, option, value, "-f", "--model", tiny_path)
-        assert r.exit_code == 0 and "of the target" in r.stderr and "Traceback" not in r.output, r.output
+        assert r.exit_code == 0 and "the target: 2^53 or more" in r.stderr, r.output
+        assert "Traceback" not in r.output
 
 
 def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_path, tmp_path, photo):
@@ -346,12 +348,13 @@ def test_device_option(png, tiny_path, tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"garbage", bytes(range(256)) * 20, b"PK\x03\x04 not a zip", b"junk",
-                                     b"\x80\x02.\x82"])  # the last two: struct.error, IndexError
+                                     b"\x80\x02.\x82", b"\x80\x09."])  # struct.error, IndexError, protocol 9
 def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, png, content):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(content)
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
-    assert r.exit_code == 1 and "is not a hitcodec model file" in r.output
+    assert r.exit_code == 1 and "is not a hitcodec model file (" in r.output
+    assert r.output.count("\n") == 1 and len(r.output) < 250, r.output  # one short line: no torch boilerplate
     assert "Traceback" not in r.output and not (tmp_path / "out.hit").exists()
 
 

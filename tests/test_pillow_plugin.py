@@ -59,10 +59,13 @@ def test_save_all_codes_one_frame_with_a_warning(tmp_path, photo, tiny_path):
     frames = [Image.fromarray(photo[:16, :16]), Image.fromarray(photo[16:32, :16])]
     gif = tmp_path / "a.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:])
-    with Image.open(gif) as im, pytest.warns(UserWarning, match="only frame 0 of 2"):
+    with Image.open(gif) as im, pytest.warns(UserWarning, match="only frame 0 of the 2 given"):
         im.save(tmp_path / "a.hit", save_all=True, model=str(tiny_path))
     with Image.open(tmp_path / "a.hit") as opened:
         assert opened.size == (16, 16)
+    with pytest.warns(UserWarning, match="only frame 0 of the 3 given"):  # frames given as append_images
+        frames[0].save(tmp_path / "b.hit", save_all=True, append_images=frames, model=str(tiny_path))
+    assert (tmp_path / "b.hit").read_bytes() == hitcodec.compress(frames[0], model=str(tiny_path))
 
 
 @pytest.mark.filterwarnings("ignore:.*of the target")  # the tiny model reaches 150 bytes only roughly

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hitcodec import codec, compress, decompress
-from hitcodec.image import read_image
+from hitcodec.image import CodecImage, read_image
 from hitcodec.samples import SAMPLE_PHOTO
 from hitcodec.weights import DEFAULT_WEIGHTS, load_model
 
@@ -84,6 +84,18 @@ def test_target_size_within_two_percent(shipped, sample):
     assert result.reached, result.message
     assert abs(len(result.coded.data) / target - 1) <= 0.02 and result.encodes <= 8
     assert abs(result.coded.header.beta2 / result.coded.header.beta1 - 4.0) < 1e-3
+
+
+def test_an_unreachable_target_gives_the_closest_file_and_says_why(shipped, sample):
+    from hitcodec.targets import compress_to_size
+
+    crop = CodecImage(sample.rgb[:128, :128].copy(), None, "RGB")
+    small = compress_to_size(shipped, crop, 10)
+    assert not small.reached and small.coded.header.beta1 == pytest.approx(10)  # the square's edge: the fewest bits
+    assert "smallest file the model makes" in small.message
+    large = compress_to_size(shipped, crop, 10**6)
+    assert not large.reached and large.coded.header.beta1 == pytest.approx(0.1)
+    assert "largest file the model makes" in large.message
 
 
 def test_cli_target_bpp(tmp_path):

@@ -319,7 +319,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
                 for worker in multiprocessing.active_children():
                     worker.terminate()
                 raise
-    if many:
+    if many and totals[0]:  # no summary when every file failed: the error below says so
         files, bytes_in, bytes_out, pixels = totals
         bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
         click.echo(f"{files} file{'' if files == 1 else 's'}, {bytes_in} bytes in, {bytes_out} bytes out, "
