@@ -2,6 +2,9 @@
 
 Rules (also in README):
 - EXIF orientation is applied, so the coded image looks as it does in a viewer.
+- An RGB image with an embedded ICC colour profile (Adobe RGB, Display P3, ...) is converted to sRGB, the colours
+  the model was trained on and that a decoded image has (it carries no profile); colours outside sRGB are clipped.
+  An sRGB profile leaves the pixels as they are; a profile that cannot be read is ignored, as browsers do.
 - Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L".
 - 16-bit images are reduced to 8 bits (hitcodec is an 8-bit codec); Pillow already does this for 16-bit RGB.
 - Alpha ("RGBA", "LA", premultiplied "RGBa"/"La", palette, RGB or gray with a transparent colour) is kept
@@ -53,8 +56,25 @@ def _gray16_to_8(im: Image.Image) -> Image.Image:
     return gray
 
 
+def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    """An "RGB" or "RGBA" image whose pixels are in the colour space of the ICC profile ``icc``, in sRGB."""
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if source.profile.xcolor_space.strip() != "RGB":  # e.g. a gray or CMYK profile on an RGB image
+            return im
+        rgb = ImageCms.profileToProfile(im.convert("RGB"), source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im
+    if im.mode == "RGBA":
+        rgb.putalpha(im.getchannel("A"))
+    return rgb
+
+
 def from_pil(im: Image.Image) -> CodecImage:
     """Convert a Pillow image following the module's rules."""
+    icc = im.info.get("icc_profile")
     im = ImageOps.exif_transpose(im)
     if im.width == 0 or im.height == 0:
         raise ImageError(f"the image has no pixels ({im.width}x{im.height})")
@@ -72,6 +92,8 @@ def from_pil(im: Image.Image) -> CodecImage:
         im = im.convert("L")
     elif im.mode not in ("L", "LA", "RGB", "RGBA"):
         im = im.convert("RGB")
+    if icc and im.mode in ("RGB", "RGBA"):
+        im = _to_srgb(im, icc)
     gray = im.mode in ("L", "LA")
     alpha = np.asarray(im.getchannel("A")) if im.mode in ("LA", "RGBA") else None
     if alpha is not None and alpha.min() == 255:

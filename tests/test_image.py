@@ -1,4 +1,5 @@
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -51,6 +52,56 @@ def test_transparency_of_gray_and_premultiplied_alpha_are_kept():
 def test_palette_and_cmyk_become_rgb():
     assert from_pil(Image.new("RGB", (4, 4), (200, 10, 10)).convert("P")).mode == "RGB"
     assert from_pil(Image.new("CMYK", (4, 4), (0, 255, 255, 0))).mode == "RGB"
+
+
+def _icc_profile(colorants, gamma: float) -> bytes:
+    """A minimal ICC v4 RGB display profile: D50 white, D50-adapted XYZ colorants, one gamma for every channel."""
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    name = "test RGB".encode("utf-16-be")
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    tags = [(b"desc", b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(name), 28)
+             + name), (b"wtpt", xyz(0.9642, 1.0, 0.8249))]
+    tags += [(sig, xyz(*c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)]
+    tags += [(sig, curve) for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    table, data, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + bytes(4) + struct.pack(">I", 0x04200000) + b"mntrRGB XYZ "
+              + bytes(12) + b"acsp" + bytes(28) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+ADOBE_RGB = _icc_profile([(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)], 563 / 256)
+
+
+def test_an_embedded_colour_profile_is_converted_to_srgb():
+    pixels = np.array([[[90, 160, 60], [255, 0, 0], [128, 128, 128], [0, 255, 0]]], np.uint8)
+    im = Image.fromarray(pixels)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", icc_profile=ADOBE_RGB)
+    img = read_image(buf.getvalue())
+    # Adobe RGB (1998) to sRGB, as littlecms gives with Adobe's own profile: a green far more saturated in sRGB
+    assert img.mode == "RGB" and img.rgb.tolist() == [[[0, 161, 47], [255, 0, 0], [129, 129, 129], [0, 255, 0]]]
+    rgba = Image.fromarray(np.dstack([pixels, np.full((1, 4), 100, np.uint8)]))
+    rgba.info["icc_profile"] = ADOBE_RGB
+    img = from_pil(rgba)
+    assert img.mode == "RGBA" and (img.alpha == 100).all() and img.rgb[0, 0].tolist() == [0, 161, 47]
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile in (srgb, b"not a profile", ADOBE_RGB[:100]):  # sRGB, or unreadable: the pixels as they are
+        im.info["icc_profile"] = profile
+        assert from_pil(im).rgb.tolist() == pixels.tolist()
+    gray = Image.new("L", (2, 2), 77)
+    gray.info["icc_profile"] = ADOBE_RGB  # a profile of another colour space: ignored
+    assert (from_pil(gray).rgb == 77).all()
 
 
 def test_exif_orientation_is_applied():
