@@ -80,7 +80,9 @@ def main() -> None:
     photos = dev_eval_photos()
     rows = {b: [] for b in BETAS}
     for path in photos:
-        image = read_image(path)
+        # an ICC profile is not applied: the stored values, as training, the dev score and every earlier
+        # result read them (of the dev photos only rocket.jpg has one, Adobe RGB)
+        image = read_image(path, srgb=False)
         rgb = image.rgb
         curves = {fmt: classical_curve(rgb, fmt) for fmt in ("jpeg", "webp")}
         for beta2, beta1 in BETAS:
@@ -104,7 +106,7 @@ def main() -> None:
             entry[f"psnr_where_{fmt}"] = float(np.mean([r["psnr"] for r in shared])) if shared else float("nan")
         summary.append(entry)
 
-    sample = read_image(photos[0])
+    sample = read_image(photos[0], srgb=False)
     data = codec.encode(loaded, sample, 1.0, 1.0).data
     enc_s = timed(lambda: codec.encode(loaded, sample, 1.0, 1.0))
     dec_s = timed(lambda: codec.decode(loaded, data))

@@ -77,7 +77,9 @@ def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
     """Centre crops (at most side x side; 0 = whole) of the dev-eval photos, as RGB codec images."""
     images = []
     for path in dev_eval_photos():
-        rgb = read_image(path).rgb
+        # an ICC profile is not applied: the stored values, as training, the dev score and every earlier
+        # result read them (of the dev photos only rocket.jpg has one, Adobe RGB)
+        rgb = read_image(path, srgb=False).rgb
         h, w = rgb.shape[:2]
         s = side or max(h, w)  # per photo: 0 keeps each whole
         top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)

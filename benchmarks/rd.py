@@ -62,9 +62,11 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def benchmark_image(path: Path) -> CodecImage:
     """The colour of an image file: every codec here is compared on RGB, so an alpha plane (which hitcodec would
-    code losslessly beside it, and JPEG not at all) is left out. A ValueError names the file."""
+    code losslessly beside it, and JPEG not at all) is left out. An ICC profile is not applied: every codec gets the
+    stored values, as the earlier results did (`hitcodec compress` would convert them to sRGB first). A ValueError
+    names the file."""
     try:
-        image = read_image(path)
+        image = read_image(path, srgb=False)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     if min(image.rgb.shape[:2]) < 2:

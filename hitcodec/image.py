@@ -72,9 +72,10 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     return rgb
 
 
-def from_pil(im: Image.Image) -> CodecImage:
-    """Convert a Pillow image following the module's rules."""
-    icc = im.info.get("icc_profile")
+def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
+    """Convert a Pillow image following the module's rules; ``srgb=False`` leaves an ICC profile unapplied (the
+    stored values, as training reads its photos)."""
+    icc = im.info.get("icc_profile") if srgb else None
     im = ImageOps.exif_transpose(im)
     if im.width == 0 or im.height == 0:
         raise ImageError(f"the image has no pixels ({im.width}x{im.height})")
@@ -103,8 +104,10 @@ def from_pil(im: Image.Image) -> CodecImage:
     return CodecImage(np.ascontiguousarray(rgb), alpha, mode)
 
 
-def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> CodecImage:
-    """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input.
+def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               srgb: bool = True) -> CodecImage:
+    """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input. ``srgb`` as in
+    `from_pil`.
 
     Images of more than ``max_pixels`` pixels are refused before their pixels are decoded (decompression bombs).
     """
@@ -123,7 +126,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
                                  "(a decompression bomb?); raise the limit with --max-pixels")
             frames = getattr(im, "n_frames", 1)  # counted before load(): it seeks, and then back to frame 0
             im.load()
-            return replace(from_pil(im), frames=frames)
+            return replace(from_pil(im, srgb), frames=frames)
     except (FileNotFoundError, ImageError):
         raise
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"

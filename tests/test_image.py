@@ -89,6 +89,7 @@ def test_an_embedded_colour_profile_is_converted_to_srgb():
     img = read_image(buf.getvalue())
     # Adobe RGB (1998) to sRGB, as littlecms gives with Adobe's own profile: a green far more saturated in sRGB
     assert img.mode == "RGB" and img.rgb.tolist() == [[[0, 161, 47], [255, 0, 0], [129, 129, 129], [0, 255, 0]]]
+    assert read_image(buf.getvalue(), srgb=False).rgb.tolist() == pixels.tolist()  # the stored values (benchmarks)
     rgba = Image.fromarray(np.dstack([pixels, np.full((1, 4), 100, np.uint8)]))
     rgba.info["icc_profile"] = ADOBE_RGB
     img = from_pil(rgba)
