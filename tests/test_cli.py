@@ -334,6 +334,26 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
         assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, r.output
 
 
+def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp_path):
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    hit = tmp_path / "photo.hit"
+    assert run("decompress", hit, "-o", tmp_path / "ref.png", "--model", tiny_path).exit_code == 0
+    ref = np.asarray(Image.open(tmp_path / "ref.png"))
+    r = run("decompress", hit, "--format", "webp", "--model", tiny_path)  # next to the input
+    assert r.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "photo.webp")), ref), r.output
+    folder = tmp_path / "out"
+    folder.mkdir()
+    r = run("decompress", hit, "-o", f"{folder}/", "--format", ".JPG", "--model", tiny_path)
+    assert r.exit_code == 0 and Image.open(folder / "photo.jpg").format == "JPEG", r.output
+    r = run("decompress", hit, "-o", "-", "--format", "webp", "--model", tiny_path)
+    assert r.exit_code == 0 and r.stdout_bytes[:4] == b"RIFF" and r.stdout_bytes[8:12] == b"WEBP"
+    assert run("decompress", hit, "-o", tmp_path / "x.jpeg", "--format", "jpg", "--model", tiny_path).exit_code == 0
+    for bad in (("--format", "psd"), ("--format", "xyz"), ("--format", "webp", "-o", tmp_path / "x.png")):
+        r = run("decompress", hit, *bad, "--model", tiny_path)  # read-only or unknown; disagrees with the name
+        assert r.exit_code == 2 and ("psd" in r.stderr or "xyz" in r.stderr or "disagree" in r.stderr), r.output
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "photo.psd").exists()
+
+
 def test_device_option(png, tiny_path, tmp_path):
     import torch
 

@@ -445,8 +445,9 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
 
 
 def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_path: str | None,
-                   device: str) -> tuple[str, list[str], int, int, int]:
-    """One file of `decompress` (module level, so that worker processes can run it)."""
+                   device: str, fmt: str | None = None) -> tuple[str, list[str], int, int, int]:
+    """One file of `decompress` (module level, so that worker processes can run it); ``fmt`` (a Pillow format
+    name) for stdout and names without a suffix, else PNG there."""
     import io
 
     from hitcodec import codec
@@ -460,7 +461,7 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     seconds = time.perf_counter() - start
     im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
     buf = io.BytesIO()
-    fmt = "PNG" if dst == "-" or not Path(dst).suffix else _image_format(dst)
+    fmt = (fmt or "PNG") if dst == "-" or not Path(dst).suffix else _image_format(dst)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "ICO": {"sizes": [im.size]}}
     try:  # JPEG has no alpha: the colour is written, and the warning below says the alpha plane is dropped
         colour = im.convert({"RGBA": "RGB", "LA": "L"}[im.mode]) if fmt == "JPEG" and "A" in im.mode else im
@@ -495,23 +496,40 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output image ('-' for stdout, PNG), or an existing folder for the PNG outputs "
-                                    "of any number of inputs; default: each input with suffix .png.")
+@click.option("-o", "--output", help="Output image ('-' for stdout), or an existing folder for the outputs of any "
+                                    "number of inputs; default: each input with the suffix of --format.")
+@click.option("--format", "suffix", metavar="EXT",
+              help="Format of the outputs whose names hitcodec makes (in a folder, next to the inputs, stdout): "
+                   "png (default), webp, jpg, tiff, bmp, ... (any that Pillow writes).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image.")
 @device_option
 @jobs_option
 @model_option
-def decompress(inputs, output, force, max_pixels, device, jobs, model_path):
+def decompress(inputs, output, suffix, force, max_pixels, device, jobs, model_path):
     """Decompress .hit files (a folder for its .hit files) to PNG, or any format Pillow writes, by the output's
-    suffix (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
+    suffix or --format (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
     from hitcodec.api import resolve_model
 
+    from PIL import Image
+
+    fmt = None
+    if suffix is not None:
+        suffix = "." + suffix.lower().lstrip(".")
+        fmt = Image.registered_extensions().get(suffix)
+        if fmt not in Image.SAVE:
+            raise click.BadParameter(f"{suffix[1:]!r} is not a format Pillow writes (png, webp, jpg, ...)",
+                                     param_hint="--format")
+        named = output is not None and output != "-" and not Path(output).is_dir()
+        if named and Path(output).suffix and Image.registered_extensions().get(Path(output).suffix.lower()) != fmt:
+            raise click.UsageError(f"--format {suffix[1:]} and the output name {output} disagree: give one of them")
+    suffix = suffix or ".png"
     resolve_model(model_path)
     inputs, problems = _expand_inputs(inputs, {".hit"}, ".hit files")
-    job = functools.partial(decompress_one, force=force, max_pixels=max_pixels, model_path=model_path, device=device)
-    _run_many(inputs, _outputs(inputs, output, ".png"), force, job, hit_is_output=False, jobs=jobs,
+    job = functools.partial(decompress_one, force=force, max_pixels=max_pixels, model_path=model_path, device=device,
+                            fmt=fmt)
+    _run_many(inputs, _outputs(inputs, output, suffix), force, job, hit_is_output=False, jobs=jobs,
               problems=problems)
 
 
