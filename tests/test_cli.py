@@ -122,6 +122,10 @@ def test_several_inputs_continue_after_a_failure(tmp_path, tiny_path, photo):
     assert (tmp_path / "im0.hit").exists() and (tmp_path / "im2.hit").exists()
     assert not (tmp_path / "im1.hit").exists()
     assert run("compress", *paths, "-o", tmp_path / "x.hit", "--model", tiny_path).exit_code == 2
+    r = run("compress", *paths, "-f", "--quiet", "--model", tiny_path)  # errors only: no line per file, no summary
+    assert r.exit_code == 1 and r.stdout == "" and r.stderr.count("\n") == 2 and "1 of 3 files failed" in r.stderr
+    r = run("decompress", tmp_path / "im0.hit", "-o", tmp_path / "back.png", "-q", "--model", tiny_path)
+    assert r.exit_code == 0 and r.output == "" and (tmp_path / "back.png").exists()
 
 
 def test_wrong_model_is_reported(png, tiny_path, tmp_path):

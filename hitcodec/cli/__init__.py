@@ -246,11 +246,12 @@ def _worker_init(threads: int, stop) -> None:
 
 
 def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit_is_output: bool,
-              jobs: int = 1, problems: list[str] = ()) -> None:
+              jobs: int = 1, problems: list[str] = (), quiet: bool = False) -> None:
     """Run job(input, output) -> (summary line, warnings, bytes in, bytes out, pixels) for each input; a failure
     is reported and the rest continue. Several inputs end with a summary line. With ``jobs`` > 1 the files are
     spread over that many processes (``job`` must be picklable), each with its share of the CPU threads; after
-    Ctrl-C they write nothing more. ``problems`` (e.g. an empty folder) are reported as failed inputs."""
+    Ctrl-C they write nothing more. ``problems`` (e.g. an empty folder) are reported as failed inputs. ``quiet``
+    leaves out the status and summary lines (warnings and errors remain)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -309,7 +310,8 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
                 continue
             for warning in warnings:
                 click.echo(f"hitcodec: warning: {src}: {warning}", err=True)
-            click.echo(line, err=to_stderr)
+            if not quiet:
+                click.echo(line, err=to_stderr)
     finally:
         if pool is not None:
             stop.set()  # on Ctrl-C or an error: the running files are not written, the queued ones not started
@@ -319,7 +321,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
                 for worker in multiprocessing.active_children():
                     worker.terminate()
                 raise
-    if many and totals[0]:  # no summary when every file failed: the error below says so
+    if many and totals[0] and not quiet:  # no summary when every file failed: the error below says so
         files, bytes_in, bytes_out, pixels = totals
         bpp = 8 * (bytes_out if hit_is_output else bytes_in) / max(pixels, 1)
         click.echo(f"{files} file{'' if files == 1 else 's'}, {bytes_in} bytes in, {bytes_out} bytes out, "
@@ -356,6 +358,8 @@ device_option = click.option("--device", type=click.Choice(["cpu", "cuda", "auto
                              show_default=True, callback=_device,
                              help="Where the image-side networks run (auto: CUDA when available). Files decode "
                                   "the same on every device.")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="Print only warnings and errors: no line per file, no summary.")
 jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                            help="Process this many files at once, in separate processes sharing the CPU threads.")
 
@@ -419,9 +423,10 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
               help="Refuse larger input images (decompression-bomb guard).")
 @device_option
 @jobs_option
+@quiet_option
 @model_option
 def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates, verify, force, max_pixels,
-             device, jobs, model_path):
+             device, jobs, quiet, model_path):
     """Compress images (anything Pillow reads; a folder for its images; '-' for stdin) to .hit files."""
     from hitcodec import codec
     from hitcodec.api import resolve_model
@@ -441,7 +446,8 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
     job = functools.partial(compress_one, beta2=beta2, beta1=beta1, target_bpp=target_bpp, target_size=target_size,
                             layer_targets=layer_targets, verify=verify, force=force, max_pixels=max_pixels,
                             model_path=model_path, device=device)
-    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True, jobs=jobs, problems=problems)
+    _run_many(inputs, _outputs(inputs, output, ".hit"), force, job, hit_is_output=True, jobs=jobs, problems=problems,
+              quiet=quiet)
 
 
 def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_path: str | None,
@@ -506,8 +512,9 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
               help="Refuse files that declare a larger image.")
 @device_option
 @jobs_option
+@quiet_option
 @model_option
-def decompress(inputs, output, suffix, force, max_pixels, device, jobs, model_path):
+def decompress(inputs, output, suffix, force, max_pixels, device, jobs, quiet, model_path):
     """Decompress .hit files (a folder for its .hit files) to PNG, or any format Pillow writes, by the output's
     suffix or --format (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
     from hitcodec.api import resolve_model
@@ -530,7 +537,7 @@ def decompress(inputs, output, suffix, force, max_pixels, device, jobs, model_pa
     job = functools.partial(decompress_one, force=force, max_pixels=max_pixels, model_path=model_path, device=device,
                             fmt=fmt)
     _run_many(inputs, _outputs(inputs, output, suffix), force, job, hit_is_output=False, jobs=jobs,
-              problems=problems)
+              problems=problems, quiet=quiet)
 
 
 def json_safe(value):
