@@ -44,17 +44,18 @@ def to_codec_image(image: ImageArg) -> CodecImage:
     if not isinstance(image, (str, os.PathLike, bytes)) and not hasattr(image, "read"):
         raise TypeError(f"cannot compress a {type(image).__name__}: give a Pillow image, a uint8 array, a path, "
                         "a binary file or the bytes of an image file")
-    image = read_image(image)
-    if image.frames_warning():
-        warnings.warn(image.frames_warning(), stacklevel=3)
-    return image
+    return read_image(image)
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-                   verify: bool = False, device: str = "cpu") -> codec.Coded:
+                   verify: bool = False, device: str = "cpu", _stacklevel: int = 2) -> codec.Coded:
     """Like `compress`, but returns the bytes with per-layer statistics and the coded latents."""
     loaded = resolve_model(model)
-    coded = codec.encode(loaded, to_codec_image(image), beta2, beta1, device=device)
+    read = not isinstance(image, CodecImage)
+    image = to_codec_image(image)
+    if read and image.frames_warning():  # read here from a file: warned of at the caller's line
+        warnings.warn(image.frames_warning(), stacklevel=_stacklevel)
+    coded = codec.encode(loaded, image, beta2, beta1, device=device)
     if verify:
         verify_coded(loaded, coded, device=device)
     return coded
@@ -77,7 +78,7 @@ def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: 
     against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
     0.3 bpp at 1, 1 with the shipped model.
     """
-    return compress_image(image, beta2, beta1, model=model, verify=verify, device=device).data
+    return compress_image(image, beta2, beta1, model=model, verify=verify, device=device, _stacklevel=3).data
 
 
 def hit_bytes(data: DataArg) -> bytes:

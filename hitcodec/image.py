@@ -1,21 +1,26 @@
 """From whatever Pillow opens to what the codec codes (8-bit RGB plus optional alpha), and back.
 
 Rules (also in README):
-- EXIF orientation is applied, so the coded image looks as it does in a viewer.
+- EXIF orientation is applied, so the coded image looks as it does in a viewer (an unreadable EXIF block is ignored).
 - An RGB image with an embedded ICC colour profile (Adobe RGB, Display P3, ...) is converted to sRGB, the colours
   the model was trained on and that a decoded image has (it carries no profile); colours outside sRGB are clipped.
-  An sRGB profile leaves the pixels as they are; a profile that cannot be read is ignored, as browsers do.
+  An sRGB profile (one that maps a grid of colours to within 1 of themselves) leaves the pixels as they are; a
+  profile that cannot be read, or is not an RGB profile, is ignored, as browsers do.
+- Other metadata (EXIF, XMP, comments, resolution) is not stored.
 - Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L".
 - 16-bit images are reduced to 8 bits (hitcodec is an 8-bit codec); Pillow already does this for 16-bit RGB.
 - Alpha ("RGBA", "LA", premultiplied "RGBa"/"La", palette, RGB or gray with a transparent colour) is kept
   losslessly beside the lossy colour (gray stays gray: "LA"); an alpha plane that is fully opaque is dropped.
 - Palette, CMYK, YCbCr, LAB and HSV are converted to RGB. Floating-point images ("F") are refused.
-- Of a multi-frame file (animation, multi-page TIFF) only the first frame is coded; ``frames`` says how many it had.
+- Of a multi-frame file (animation, multi-page TIFF) only the first frame is coded; ``frames`` says how many it had
+  (a camera JPEG's preview images are not frames).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import struct
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,14 +61,36 @@ def _gray16_to_8(im: Image.Image) -> Image.Image:
     return gray
 
 
-def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
-    """An "RGB" or "RGBA" image whose pixels are in the colour space of the ICC profile ``icc``, in sRGB."""
+_RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "YCbCr")  # modes whose ICC profile is an RGB one
+
+
+@functools.lru_cache(maxsize=16)
+def _applies(icc: bytes) -> bool:
+    """Whether the ICC profile ``icc`` is to be applied: an RGB profile that can be read and is not sRGB itself,
+    that is, that moves some colour of a 18-level grid by more than 1 on its way to sRGB."""
     from PIL import ImageCms
 
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if source.profile.xcolor_space.strip() != "RGB":  # e.g. a gray or CMYK profile on an RGB image
-            return im
+            return False
+        levels = np.linspace(0, 255, 18).round().astype(np.uint8)
+        grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
+        out = ImageCms.profileToProfile(Image.fromarray(grid), source, ImageCms.createProfile("sRGB"),
+                                        outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return False
+    return int(np.abs(np.asarray(out).astype(np.int16) - grid).max()) > 1
+
+
+def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    """An "RGB" or "RGBA" image whose pixels are in the colour space of the ICC profile ``icc``, in sRGB."""
+    from PIL import ImageCms
+
+    if not _applies(icc):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         rgb = ImageCms.profileToProfile(im.convert("RGB"), source, ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return im
@@ -75,8 +102,11 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
 def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     """Convert a Pillow image following the module's rules; ``srgb=False`` leaves an ICC profile unapplied (the
     stored values, as training reads its photos)."""
-    icc = im.info.get("icc_profile") if srgb else None
-    im = ImageOps.exif_transpose(im)
+    icc = im.info.get("icc_profile") if srgb and im.mode in _RGB_MODES else None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except (SyntaxError, ValueError, OSError, KeyError, TypeError, struct.error):  # an unreadable EXIF block
+        pass
     if im.width == 0 or im.height == 0:
         raise ImageError(f"the image has no pixels ({im.width}x{im.height})")
     if im.mode == "F":
@@ -104,6 +134,15 @@ def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     return CodecImage(np.ascontiguousarray(rgb), alpha, mode)
 
 
+def _frames(im: Image.Image) -> int:
+    """The frames of an image file; a camera JPEG's preview images (MPO, other than "Multi-Frame") are not frames."""
+    if im.format != "MPO":
+        return getattr(im, "n_frames", 1)
+    entries = (getattr(im, "mpinfo", None) or {}).get(0xB002) or []
+    types = [str(e.get("Attribute", {}).get("MPType", "")) if isinstance(e, dict) else "" for e in entries[1:]]
+    return 1 + sum(t.startswith("Multi-Frame") for t in types)
+
+
 def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                srgb: bool = True) -> CodecImage:
     """Open an image file (path, bytes or binary file) with Pillow; raises ImageError on bad input. ``srgb`` as in
@@ -124,9 +163,11 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
             if im.width * im.height > max_pixels:
                 raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
                                  "(a decompression bomb?); raise the limit with --max-pixels")
-            frames = getattr(im, "n_frames", 1)  # counted before load(): it seeks, and then back to frame 0
+            frames = _frames(im)  # counted before load(): it seeks, and then back to frame 0
+            gray_alpha_16 = im.format == "PNG" and im.mode == "RGBA" and any(
+                len(t) > 3 and t[3] == "LA;16B" for t in im.tile)  # Pillow opens 16-bit gray + alpha as RGBA
             im.load()
-            return replace(from_pil(im, srgb), frames=frames)
+            return replace(from_pil(im.convert("LA") if gray_alpha_16 else im, srgb), frames=frames)
     except (FileNotFoundError, ImageError):
         raise
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"

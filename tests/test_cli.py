@@ -336,6 +336,15 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
     for fmt in ("bmp", "jpg"):
         r = run("decompress", hit, "-o", tmp_path / f"out.{fmt}", "--model", tiny_path)
         assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, r.output
+    gray = tmp_path / "la.png"
+    Image.fromarray(np.dstack([photo[:40, :50, 0], photo[:40, :50, 1]]), "LA").save(gray)
+    assert run("compress", gray, "--model", tiny_path).exit_code == 0
+    for fmt in ("bmp", "ppm"):  # Pillow cannot write LA there: the gray is written, with the warning
+        r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)
+        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, r.output
+        assert Image.open(tmp_path / f"la.{fmt}").mode == "L"
+    r = run("decompress", hit, "-o", tmp_path / "out.pdf", "--model", tiny_path)  # Pillow cannot read PDF back
+    assert r.exit_code == 0 and (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-", r.output
 
 
 def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp_path):
@@ -407,8 +416,14 @@ def test_api_warns_that_only_the_first_frame_is_coded(tmp_path, tiny_path, photo
 
     gif = tmp_path / "anim.gif"
     Image.fromarray(photo[:40, :50]).save(gif, save_all=True, append_images=[Image.fromarray(photo[40:80, :50])])
-    with pytest.warns(UserWarning, match="first of the image's 2 frames"):
+    with pytest.warns(UserWarning, match="first of the image's 2 frames") as caught:
         assert compress(gif, model=tiny_path)[:4] == b"HITC"
+    assert caught[0].filename == __file__  # the caller's line, not one inside hitcodec
+    from hitcodec.api import compress_image
+
+    with pytest.warns(UserWarning, match="first of the image's 2 frames") as caught:
+        compress_image(gif, model=tiny_path)
+    assert caught[0].filename == __file__
 
 
 def test_a_fifo_is_written_in_place(png, tiny_path, tmp_path):

@@ -1,5 +1,6 @@
 import io
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -103,6 +104,59 @@ def test_an_embedded_colour_profile_is_converted_to_srgb():
     gray = Image.new("L", (2, 2), 77)
     gray.info["icc_profile"] = ADOBE_RGB  # a profile of another colour space: ignored
     assert (from_pil(gray).rgb == 77).all()
+
+
+def test_a_cmyk_image_ignores_an_rgb_profile_and_an_srgb_like_profile_is_not_applied():
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))
+    plain = from_pil(cmyk).rgb
+    cmyk.info["icc_profile"] = ADOBE_RGB  # a malformed file: an RGB profile on CMYK pixels
+    assert np.array_equal(from_pil(cmyk).rgb, plain)
+    # sRGB's colorants with a plain gamma 2.2 instead of sRGB's curve: dark colours move by more than 1, so it applies
+    gamma22 = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)], 2.2)
+    im = Image.new("RGB", (2, 2), (10, 10, 10))
+    im.info["icc_profile"] = gamma22
+    assert from_pil(im).rgb[0, 0, 0] != 10
+    im = Image.new("RGB", (2, 2), (200, 100, 50))
+    im.info["icc_profile"] = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971),
+                                           (0.1431, 0.0606, 0.7141)], 2.4)
+    assert from_pil(im).rgb[0, 0].tolist() != [200, 100, 50]
+
+
+def test_an_unreadable_exif_block_is_ignored():
+    for fmt in ("PNG", "WEBP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 6), (200, 100, 50)).save(buf, format=fmt, exif=b"Exif\x00\x00garbage-garbage-garbage",
+                                                       **({"lossless": True} if fmt == "WEBP" else {}))
+        img = read_image(buf.getvalue())
+        assert img.rgb.shape == (6, 8, 3) and img.rgb[0, 0].tolist() == [200, 100, 50], fmt
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            assert from_pil(im).rgb.shape == (6, 8, 3)
+
+
+def test_a_camera_jpeg_with_a_preview_is_one_frame():
+    im = Image.new("RGB", (64, 32), (90, 160, 60))
+    buf = io.BytesIO()
+    im.save(buf, format="MPO", save_all=True, append_images=[im.resize((16, 8))])
+    with Image.open(io.BytesIO(buf.getvalue())) as opened:
+        assert opened.format == "MPO" and opened.n_frames == 2  # Pillow counts the preview as a frame
+    assert read_image(buf.getvalue()).frames == 1 and read_image(buf.getvalue()).frames_warning() is None
+
+
+def test_16_bit_gray_and_alpha_stays_gray():
+    gray = (np.arange(16, dtype=np.uint32) * 4369).astype(np.uint16).reshape(2, 8)  # 0 ... 65535
+    alpha = np.full_like(gray, 30000)
+    raw = b"".join(b"\x00" + np.stack([gray[y], alpha[y]], axis=-1).astype(">u2").tobytes() for y in range(2))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 2, 16, 4, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))  # colour type 4: gray and alpha, 16 bits
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == "RGBA"  # as Pillow opens it
+    img = read_image(png)
+    assert img.mode == "LA" and img.rgb[0, :, 0].tolist() == [g >> 8 for g in gray[0].tolist()]
+    assert (img.alpha == 30000 >> 8).all()
 
 
 def test_exif_orientation_is_applied():

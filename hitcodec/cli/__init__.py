@@ -469,9 +469,16 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     buf = io.BytesIO()
     fmt = (fmt or "PNG") if dst == "-" or not Path(dst).suffix else _image_format(dst)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "ICO": {"sizes": [im.size]}}
-    try:  # JPEG has no alpha: the colour is written, and the warning below says the alpha plane is dropped
-        colour = im.convert({"RGBA": "RGB", "LA": "L"}[im.mode]) if fmt == "JPEG" and "A" in im.mode else im
-        colour.save(buf, format=fmt, **options.get(fmt, {}))
+    try:
+        try:
+            im.save(buf, format=fmt, **options.get(fmt, {}))
+        except (KeyError, ValueError, OSError):
+            if "A" not in im.mode:
+                raise
+            # a format without alpha (JPEG, or LA in BMP or PPM): the colour is written, and the warning below
+            # says that the alpha plane is dropped
+            buf = io.BytesIO()
+            im.convert({"RGBA": "RGB", "LA": "L"}[im.mode]).save(buf, format=fmt, **options.get(fmt, {}))
     except (KeyError, ValueError, OSError) as exc:
         raise CLIError(f"cannot write {dst}: {exc}") from exc
     change = None if fmt == "PNG" else _what_the_format_changes(im, buf.getvalue(), fmt)  # PNG holds every image
@@ -483,13 +490,18 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
 
 
 def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
-    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, pixels."""
+    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, pixels. Nothing for
+    a format that Pillow writes but cannot read back (PDF; EPS without Ghostscript)."""
     import io
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as back:
+    try:
+        back = Image.open(io.BytesIO(data))
         back.load()
+    except (OSError, ValueError, SyntaxError):
+        return None
+    with back:
         if back.size != im.size:
             return f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"
         back = back.convert(im.mode)
