@@ -29,6 +29,24 @@ def _reason(exc: BaseException, limit: int = 100) -> str:
     return first if len(first) <= limit else first[:limit - 3] + "..."
 
 
+def _load_reason(exc: BaseException, path: str | Path) -> str:
+    """Why torch.load could not read ``path``, for a user: torch's own words only where they say more."""
+    try:
+        if Path(path).stat().st_size == 0:
+            return "the file is empty"
+    except OSError:
+        pass
+    text = str(exc)
+    if "Unsupported global" in text:  # a torch file holding other objects than tensors: name them
+        return _reason(exc)
+    if isinstance(exc, RuntimeError) and any(m in text for m in ("PytorchStreamReader", "inline_container",
+                                                                  "hasRecord")):
+        return "a damaged PyTorch file, or a zip file of another kind"
+    if isinstance(exc, (pickle.UnpicklingError, KeyError, EOFError, struct.error, IndexError)):
+        return "not a PyTorch file, or a damaged one"
+    return _reason(exc)
+
+
 def load_state(path: str | Path, what: str = "model file", map_location: str = "cpu") -> dict:
     """The dict of a shipped-model file or training checkpoint; a one-line ValueError if ``path`` is neither."""
     try:
@@ -36,7 +54,7 @@ def load_state(path: str | Path, what: str = "model file", map_location: str = "
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except LOAD_ERRORS as exc:
-        raise ValueError(f"{path} is not a hitcodec {what} ({_reason(exc)})") from None
+        raise ValueError(f"{path} is not a hitcodec {what} ({_load_reason(exc, path)})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise ValueError(f"{path} is not a hitcodec {what} (no model weights and config)")
     return state
@@ -97,15 +115,23 @@ def model_from_state(state: dict, source: str = "the state") -> GHVAE:
     except LOAD_ERRORS as exc:
         raise ValueError(f"{source} is not a hitcodec model file (its weights do not fit its config: "
                          f"{_reason(exc)})") from None
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a damaged file, or a diverged run: it would code garbage, or fail inside the entropy coder
+        more = f" and {len(bad) - 1} more tensors hold" if len(bad) > 1 else " holds"
+        raise ValueError(f"{source} is damaged: {bad[0]}{more} nan or inf values")
     return model.eval()
 
 
 @functools.lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> LoadedModel:
     """Load a shipped-model file or a training checkpoint (``weights_only=True``) onto the CPU, in eval mode."""
-    path = str(path or DEFAULT_WEIGHTS)
-    if not Path(path).is_file():
+    path = str(DEFAULT_WEIGHTS if path is None else path)
+    if not path:
+        raise ValueError("the model path is empty (leave the option out for the shipped model)")
+    if not Path(path).exists():
         raise FileNotFoundError(f"model file not found: {path}")
+    if not Path(path).is_file():
+        raise ValueError(f"{path} is not a model file (not a regular file)")
     model = model_from_state(load_state(path), path)
     for p in model.parameters():
         p.requires_grad_(False)

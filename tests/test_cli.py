@@ -144,7 +144,7 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     hit = tmp_path / "photo.hit"
     for command, src in (("compress", png), ("decompress", hit), ("compare", png)):
-        for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.out", "no folder")):
+        for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.png", "no folder")):
             if command != "compare" and out == tmp_path:
                 out = tmp_path / "sub" / ("photo.hit" if command == "compress" else "photo.png")
                 out.mkdir(parents=True, exist_ok=True)  # -o sub: the output's name in the folder is taken by one
@@ -339,10 +339,15 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
     gray = tmp_path / "la.png"
     Image.fromarray(np.dstack([photo[:40, :50, 0], photo[:40, :50, 1]]), "LA").save(gray)
     assert run("compress", gray, "--model", tiny_path).exit_code == 0
-    for fmt in ("bmp", "ppm"):  # Pillow cannot write LA there: the gray is written, with the warning
+    for fmt in ("bmp", "jpg", "eps"):  # Pillow cannot write LA there: without alpha, with the warning (EPS is not
+        r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)  # read back)
+        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, (fmt, r.output)
+    assert run("decompress", tmp_path / "la.hit", "-o", tmp_path / "la_ref.png", "--model", tiny_path).exit_code == 0
+    la_ref = np.asarray(Image.open(tmp_path / "la_ref.png"))
+    for fmt in ("qoi", "sgi"):  # LA as RGBA: no warning, alpha and gray kept
         r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)
-        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, r.output
-        assert Image.open(tmp_path / f"la.{fmt}").mode == "L"
+        assert r.exit_code == 0 and "warning" not in r.stderr, (fmt, r.output)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"la.{fmt}").convert("LA")), la_ref), fmt
     r = run("decompress", hit, "-o", tmp_path / "out.pdf", "--model", tiny_path)  # Pillow cannot read PDF back
     assert r.exit_code == 0 and (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-", r.output
 
@@ -361,10 +366,18 @@ def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp
     r = run("decompress", hit, "-o", "-", "--format", "webp", "--model", tiny_path)
     assert r.exit_code == 0 and r.stdout_bytes[:4] == b"RIFF" and r.stdout_bytes[8:12] == b"WEBP"
     assert run("decompress", hit, "-o", tmp_path / "x.jpeg", "--format", "jpg", "--model", tiny_path).exit_code == 0
-    for bad in (("--format", "psd"), ("--format", "xyz"), ("--format", "webp", "-o", tmp_path / "x.png")):
-        r = run("decompress", hit, *bad, "--model", tiny_path)  # read-only or unknown; disagrees with the name
-        assert r.exit_code == 2 and ("psd" in r.stderr or "xyz" in r.stderr or "disagree" in r.stderr), r.output
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "photo.psd").exists()
+    r = run("decompress", hit, "-o", tmp_path / "photo.final", "--format", "png", "--model", tiny_path)
+    assert r.exit_code == 0 and Image.open(tmp_path / "photo.final").format == "PNG", r.output  # unknown suffix
+    for bad in (("--format", "psd"), ("--format", "xyz"), ("--format", "wmf"), ("--format", "hit"),
+                ("--format", "webp", "-o", tmp_path / "x.png"), ("-o", tmp_path / "x.psd"),
+                ("-o", tmp_path / "x.wmf"), ("-o", tmp_path / "x.hit"), ("-o", tmp_path / "x.final")):
+        r = run("decompress", hit, *bad, "--model", tiny_path)  # read-only, stub or unknown; disagrees with the name
+        assert r.exit_code == 2 and "Traceback" not in r.output, (bad, r.output)
+    assert not [p for p in tmp_path.glob("x.*") if p.suffix != ".jpeg"] and hit.read_bytes()[:4] == b"HITC"
+    (tmp_path / "copy.hit").write_bytes(hit.read_bytes())
+    r = run("decompress", hit, tmp_path / "copy.hit", "-o", f"{folder}/", "--format", "ico", "--model", tiny_path)
+    size = sum((folder / f"{name}.ico").stat().st_size for name in ("photo", "copy"))
+    assert r.exit_code == 0 and f"{size} bytes out" in r.stderr, r.output  # ICO leaves its buffer mid-way
 
 
 def test_device_option(png, tiny_path, tmp_path):
@@ -389,6 +402,27 @@ def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, png, content):
     assert r.exit_code == 1 and "is not a hitcodec model file (" in r.output
     assert r.output.count("\n") == 1 and len(r.output) < 250, r.output  # one short line: no torch boilerplate
     assert "Traceback" not in r.output and not (tmp_path / "out.hit").exists()
+
+
+def test_damaged_empty_or_odd_model_paths_are_one_line_errors(tmp_path, png, tiny_path):
+    import os
+
+    import torch
+
+    state = torch.load(tiny_path, weights_only=True)
+    name = sorted(state["model"])[3]
+    state["model"][name] = state["model"][name] * float("nan")  # as flipped bytes in a weight can make them
+    damaged = tmp_path / "damaged.pt"
+    torch.save(state, damaged)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    for model, message in ((damaged, f"is damaged: {name} holds nan"), (empty, "(the file is empty)"),
+                           ("", "the model path is empty"), (fifo, "not a regular file")):
+        r = run("compress", png, "-o", tmp_path / "out.hit", "--model", model)
+        assert r.exit_code == 1 and message in r.stderr and r.stderr.count("\n") == 1, r.output
+    assert not (tmp_path / "out.hit").exists()
 
 
 def test_a_model_whose_weights_do_not_fit_its_config_is_a_one_line_error(tmp_path, png, tiny_path):

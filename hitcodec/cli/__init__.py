@@ -297,7 +297,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     else:
         results = [None] * len(todo)
     try:
-        for (src, dst), future in tqdm(list(zip(todo, results)), disable=not many or not sys.stderr.isatty(),
+        for (src, dst), future in tqdm(list(zip(todo, results)), disable=quiet or not many or not sys.stderr.isatty(),
                                        unit="file", file=sys.stderr, leave=False):
             try:
                 line, warnings, bytes_in, bytes_out, pixels = future.result() if future else job(src, dst)
@@ -453,7 +453,7 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
 def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_path: str | None,
                    device: str, fmt: str | None = None) -> tuple[str, list[str], int, int, int]:
     """One file of `decompress` (module level, so that worker processes can run it); ``fmt`` (a Pillow format
-    name) for stdout and names without a suffix, else PNG there."""
+    name, --format) for stdout and names without a known suffix, else PNG there."""
     import io
 
     from hitcodec import codec
@@ -466,32 +466,62 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     decoded = codec.decode(loaded, data, max_pixels=max_pixels, device=device)
     seconds = time.perf_counter() - start
     im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
-    buf = io.BytesIO()
-    fmt = (fmt or "PNG") if dst == "-" or not Path(dst).suffix else _image_format(dst)
-    options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "ICO": {"sizes": [im.size]}}
-    try:
+    fmt = _output_format(dst, fmt)
+    options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "MPO": {"quality": 95},
+               "ICO": {"sizes": [im.size]}}
+    # where a format cannot hold the mode: gray as RGB (QOI), then without alpha (JPEG; LA in BMP or PPM)
+    for mode in [im.mode] + {"L": ["RGB"], "LA": ["RGBA", "L", "RGB"], "RGBA": ["RGB"]}.get(im.mode, []):
+        buf = io.BytesIO()
         try:
-            im.save(buf, format=fmt, **options.get(fmt, {}))
-        except (KeyError, ValueError, OSError):
-            if "A" not in im.mode:
-                raise
-            # a format without alpha (JPEG, or LA in BMP or PPM): the colour is written, and the warning below
-            # says that the alpha plane is dropped
-            buf = io.BytesIO()
-            im.convert({"RGBA": "RGB", "LA": "L"}[im.mode]).save(buf, format=fmt, **options.get(fmt, {}))
-    except (KeyError, ValueError, OSError) as exc:
-        raise CLIError(f"cannot write {dst}: {exc}") from exc
-    change = None if fmt == "PNG" else _what_the_format_changes(im, buf.getvalue(), fmt)  # PNG holds every image
-    write_atomic(dst, buf.getvalue(), force)
+            (im if mode == im.mode else im.convert(mode)).save(buf, format=fmt, **options.get(fmt, {}))
+            break
+        except (KeyError, ValueError, OSError) as exc:
+            error = exc
+    else:
+        raise CLIError(f"cannot write {dst}: {_one_line(error)}")
+    out = buf.getvalue()  # (not buf.tell(): the ICO writer leaves the position after its header)
+    changes = [] if fmt == "PNG" else _what_the_format_changes(im, out, fmt)  # PNG holds every image
+    if "A" in im.mode and "A" not in mode and not any("alpha" in c for c in changes):  # not read back (EPS)
+        changes.insert(0, f"{fmt} drops the alpha plane (use .png to keep it)")
+    write_atomic(dst, out, force)
     h = decoded.header
     line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
             f"{seconds:.2f} s")
-    return line, [change] if change else [], len(data), buf.tell(), h.width * h.height
+    return line, changes, len(data), len(out), h.width * h.height
 
 
-def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
-    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, pixels. Nothing for
-    a format that Pillow writes but cannot read back (PDF; EPS without Ghostscript)."""
+def _writable_format(suffix: str) -> str | None:
+    """The Pillow format that writes files with ``suffix`` (".webp" -> "WEBP"); None for an unknown suffix, for a
+    format that Pillow only reads or only has a stub for (PSD, WMF, ...), and for .hit (decompress writes images)."""
+    from PIL import Image, ImageFile
+
+    fmt = Image.registered_extensions().get(suffix.lower())
+    factory = Image.OPEN.get(fmt, (None, None))[0]
+    stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+    return fmt if fmt in Image.SAVE and fmt != "HIT" and not stub else None
+
+
+def _output_format(dst: str, fmt: str | None) -> str:
+    """The format to write ``dst`` in: its suffix's, else ``fmt`` (--format), else PNG. CLIError for a suffix of a
+    format that cannot be written, an unknown one without ``fmt``, or one that disagrees with ``fmt``."""
+    from PIL import Image
+
+    suffix = Path(dst).suffix if dst != "-" else ""
+    known = Image.registered_extensions().get(suffix.lower()) if suffix else None
+    if known is None:
+        if suffix and fmt is None:
+            raise CLIError(f"unknown image format for output {dst} (use .png, .webp, ... or --format)")
+        return fmt or "PNG"
+    if fmt is not None and known != fmt:
+        raise CLIError(f"--format and the output name {dst} disagree: give one of them")
+    if _writable_format(suffix) is None:
+        raise CLIError(f"decompress cannot write {suffix} files ({known}): use .png, .webp, .jpg, .tif, ...")
+    return known
+
+
+def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
+    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, colours. Nothing
+    for a format that Pillow writes but cannot read back (PDF; EPS without Ghostscript)."""
     import io
 
     from PIL import Image
@@ -500,16 +530,21 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> str | None:
         back = Image.open(io.BytesIO(data))
         back.load()
     except (OSError, ValueError, SyntaxError):
-        return None
+        return []
     with back:
         if back.size != im.size:
-            return f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"
-        back = back.convert(im.mode)
-    if "A" in im.mode and np.array_equal(np.asarray(back.getchannel("A")), np.full(im.size[::-1], 255)):
-        return f"{fmt} drops the alpha plane (use .png to keep it)"
-    if fmt != "JPEG" and not np.array_equal(np.asarray(back), np.asarray(im)):
-        return f"{fmt} does not keep the decoded pixels exactly (use .png for that)"
-    return None
+            return [f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"]
+        changes, colour = [], {"RGBA": "RGB", "LA": "L"}.get(im.mode, im.mode)
+        if "A" in im.mode:
+            alpha = np.asarray(back.convert(im.mode).getchannel("A"))
+            if (alpha == 255).all():
+                changes.append(f"{fmt} drops the alpha plane (use .png to keep it)")
+            elif not np.array_equal(alpha, np.asarray(im.getchannel("A"))):
+                changes.append(f"{fmt} does not keep the alpha plane exactly (use .png for that)")
+        if fmt not in ("JPEG", "MPO") and not np.array_equal(np.asarray(back.convert(colour)),
+                                                             np.asarray(im.convert(colour))):
+            changes.append(f"{fmt} does not keep the decoded colours exactly (use .png for that)")
+    return changes
 
 
 @main.command()
@@ -531,18 +566,18 @@ def decompress(inputs, output, suffix, force, max_pixels, device, jobs, quiet, m
     suffix or --format (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
     from hitcodec.api import resolve_model
 
-    from PIL import Image
-
     fmt = None
     if suffix is not None:
         suffix = "." + suffix.lower().lstrip(".")
-        fmt = Image.registered_extensions().get(suffix)
-        if fmt not in Image.SAVE:
-            raise click.BadParameter(f"{suffix[1:]!r} is not a format Pillow writes (png, webp, jpg, ...)",
-                                     param_hint="--format")
-        named = output is not None and output != "-" and not Path(output).is_dir()
-        if named and Path(output).suffix and Image.registered_extensions().get(Path(output).suffix.lower()) != fmt:
-            raise click.UsageError(f"--format {suffix[1:]} and the output name {output} disagree: give one of them")
+        fmt = _writable_format(suffix)
+        if fmt is None:
+            raise click.BadParameter(f"{suffix[1:]!r} is not an image format that decompress writes (png, webp, jpg, "
+                                     "tif, ...)", param_hint="--format")
+    if output is not None and output != "-" and not output.endswith(("/", os.sep)) and not Path(output).is_dir():
+        try:
+            _output_format(output, fmt)  # before any decoding
+        except CLIError as exc:
+            raise click.UsageError(str(exc)) from None
     suffix = suffix or ".png"
     resolve_model(model_path)
     inputs, problems = _expand_inputs(inputs, {".hit"}, ".hit files")
