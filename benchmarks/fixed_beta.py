@@ -177,8 +177,11 @@ def run(args, fixed_results: list[dict] | None = None) -> dict:
     if args.train_only:
         return {"bd_rate_pct": {}}
     configs, steps, loss_norms = {}, {}, {}
-    diagonal_betas = [(b, b) for b in sorted(set(log_grid(args.diagonal)) | set(FIXED))]
-    grid = [(b2, b1) for b2 in log_grid(args.grid) for b1 in log_grid(args.grid)]
+    def diagonal_and_grid(config: GHVAEConfig) -> tuple[list, list]:  # over the model's own beta range
+        lo, hi = config.beta_min, config.beta_max
+        diagonal = [(b, b) for b in sorted(set(log_grid(args.diagonal, lo, hi)) | {b for b in FIXED if lo <= b <= hi})]
+        return diagonal, [(b2, b1) for b2 in log_grid(args.grid, lo, hi) for b1 in log_grid(args.grid, lo, hi)]
+
     replicates: dict[str, list[list[dict]]] = {}  # curve name -> one curve per replicate
     for name, paths in checkpoints.items():
         for path in paths:
@@ -193,6 +196,7 @@ def run(args, fixed_results: list[dict] | None = None) -> dict:
                 b = float(name[len("fixed-"):])
                 measured = {name: measure_ghvae(loaded, images, [(b, b)], name)}
             else:
+                diagonal_betas, grid = diagonal_and_grid(model.config)
                 measured = {name: measure_ghvae(loaded, images, diagonal_betas, f"{name} diagonal")}
                 if name != "diagonal":
                     measured[f"{name}-grid"] = measure_ghvae(loaded, images, grid, f"{name} grid")
