@@ -188,6 +188,8 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
 
     def take(name: str, mean: torch.Tensor, scale: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
         y = y2 if name == "z2" else net.posterior_z1(h, ctx.to(device), mean.to(device), e_dev).cpu()
+        if not (torch.isfinite(y - mean).all() and torch.isfinite(scale).all()):  # overflow in damaged weights
+            raise ValueError(f"the model gives non-finite {name} latents for this image (a damaged model file?)")
         sym = coding.clamp_symbols(torch.round(y - mean).numpy())
         idx = coding.scale_index(scale.numpy())
         payloads[name] = coding.encode_symbols(sym, idx)

@@ -49,7 +49,10 @@ def encode_symbols(symbols: np.ndarray, idx: np.ndarray) -> bytes:
         raise ValueError(f"symbols must lie in [-{SYMBOL_MAX}, {SYMBOL_MAX}]")
     coder = constriction.stream.stack.AnsCoder()
     if symbols.size:
-        coder.encode_reverse(symbols, _MODEL, np.zeros(symbols.size), SCALE_TABLE[idx])
+        try:
+            coder.encode_reverse(symbols, _MODEL, np.zeros(symbols.size), SCALE_TABLE[idx])
+        except KeyError as exc:  # constriction: a symbol of zero probability (cannot happen for valid inputs)
+            raise ValueError(f"the entropy coder refused a symbol: {exc}") from None
     return coder.get_compressed().astype("<u4").tobytes()
 
 

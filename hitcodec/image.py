@@ -99,9 +99,16 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     return rgb
 
 
+def _gray_alpha_16(im: Image.Image) -> bool:
+    """Whether ``im``, not yet loaded, is a 16-bit gray-and-alpha PNG, which Pillow opens as RGBA."""
+    return im.format == "PNG" and im.mode == "RGBA" and any(len(t) > 3 and t[3] == "LA;16B" for t in im.tile)
+
+
 def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     """Convert a Pillow image following the module's rules; ``srgb=False`` leaves an ICC profile unapplied (the
     stored values, as training reads its photos)."""
+    if _gray_alpha_16(im):  # a Pillow image given as it was opened
+        im = im.convert("LA")
     icc = im.info.get("icc_profile") if srgb and im.mode in _RGB_MODES else None
     try:
         im = ImageOps.exif_transpose(im)
@@ -164,10 +171,9 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
                 raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
                                  "(a decompression bomb?); raise the limit with --max-pixels")
             frames = _frames(im)  # counted before load(): it seeks, and then back to frame 0
-            gray_alpha_16 = im.format == "PNG" and im.mode == "RGBA" and any(
-                len(t) > 3 and t[3] == "LA;16B" for t in im.tile)  # Pillow opens 16-bit gray + alpha as RGBA
+            gray_alpha = _gray_alpha_16(im)  # before load(), which empties im.tile
             im.load()
-            return replace(from_pil(im.convert("LA") if gray_alpha_16 else im, srgb), frames=frames)
+            return replace(from_pil(im.convert("LA") if gray_alpha else im, srgb), frames=frames)
     except (FileNotFoundError, ImageError):
         raise
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"

@@ -155,6 +155,15 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png", "sub"]
 
 
+def test_an_output_never_replaces_an_input(png, tiny_path, tmp_path):
+    assert run("compress", png, "-o", tmp_path / "coded.png", "--model", tiny_path).exit_code == 0  # .hit bytes
+    data = (tmp_path / "coded.png").read_bytes()
+    r = run("decompress", tmp_path / "coded.png", "-f", "--model", tiny_path)  # the default name is coded.png
+    assert r.exit_code == 1 and "would replace the input" in r.stderr and (tmp_path / "coded.png").read_bytes() == data
+    r = run("compress", png, "-o", png, "-f", "--model", tiny_path)
+    assert r.exit_code == 1 and "would replace the input" in r.stderr and png.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_output_folder_takes_any_number_of_inputs_and_refuses_clashing_names(png, tiny_path, tmp_path, photo):
     Image.fromarray(photo[:30, :40]).save(tmp_path / "other.png")
     Image.fromarray(photo[:30, :40]).save(tmp_path / "photo.jpg")
@@ -339,12 +348,14 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
     gray = tmp_path / "la.png"
     Image.fromarray(np.dstack([photo[:40, :50, 0], photo[:40, :50, 1]]), "LA").save(gray)
     assert run("compress", gray, "--model", tiny_path).exit_code == 0
-    for fmt in ("bmp", "jpg", "eps"):  # Pillow cannot write LA there: without alpha, with the warning (EPS is not
-        r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)  # read back)
-        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, (fmt, r.output)
+    for fmt in ("bmp", "ppm", "jpg", "eps"):  # Pillow cannot write LA there: gray without alpha, with the warning
+        r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)  # (EPS:
+        assert r.exit_code == 0 and "drops the alpha plane" in r.stderr, (fmt, r.output)  # not read back)
+        if fmt != "eps":
+            assert Image.open(tmp_path / f"la.{fmt}").mode == "L", fmt
     assert run("decompress", tmp_path / "la.hit", "-o", tmp_path / "la_ref.png", "--model", tiny_path).exit_code == 0
     la_ref = np.asarray(Image.open(tmp_path / "la_ref.png"))
-    for fmt in ("qoi", "sgi"):  # LA as RGBA: no warning, alpha and gray kept
+    for fmt in ("qoi",):  # neither LA nor L: LA as RGBA, no warning, alpha and gray kept
         r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)
         assert r.exit_code == 0 and "warning" not in r.stderr, (fmt, r.output)
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"la.{fmt}").convert("LA")), la_ref), fmt
@@ -418,8 +429,13 @@ def test_damaged_empty_or_odd_model_paths_are_one_line_errors(tmp_path, png, tin
     empty.write_bytes(b"")
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)
+    state = torch.load(tiny_path, weights_only=True)
+    state["model"]["g_a.0.weight"] = state["model"]["g_a.0.weight"] * 1e37  # finite, but the latents overflow
+    huge = tmp_path / "huge.pt"
+    torch.save(state, huge)
     for model, message in ((damaged, f"is damaged: {name} holds nan"), (empty, "(the file is empty)"),
-                           ("", "the model path is empty"), (fifo, "not a regular file")):
+                           ("", "the model path is empty"), (fifo, "not a regular file"),
+                           (huge, "non-finite z2 latents")):
         r = run("compress", png, "-o", tmp_path / "out.hit", "--model", model)
         assert r.exit_code == 1 and message in r.stderr and r.stderr.count("\n") == 1, r.output
     assert not (tmp_path / "out.hit").exists()

@@ -157,6 +157,8 @@ def test_16_bit_gray_and_alpha_stays_gray():
     img = read_image(png)
     assert img.mode == "LA" and img.rgb[0, :, 0].tolist() == [g >> 8 for g in gray[0].tolist()]
     assert (img.alpha == 30000 >> 8).all()
+    with Image.open(io.BytesIO(png)) as im:  # a Pillow image as opened, given to the API or the plugin
+        assert from_pil(im).mode == "LA"
 
 
 def test_exif_orientation_is_applied():

@@ -266,10 +266,13 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     totals = [0, 0, 0, 0]  # files, bytes in, bytes out, pixels
     todo = []
     first_with = {}  # real path of an output -> the input that writes it
+    sources = {os.path.realpath(src): src for src in inputs if src != "-"}
     for src, dst in zip(inputs, outputs):
         try:
             if dst != "-":
                 key = os.path.realpath(dst)  # one file, however named: a/../photo.hit, a link to it
+                if key in sources:  # e.g. a .hit file named photo.png, decompressed to photo.png
+                    raise CLIError(f"the output {dst} would replace the input {sources[key]}: give another -o")
                 if key in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
                     raise CLIError(f"{dst} is the output of {first_with[key]} already")
                 first_with[key] = src
@@ -468,17 +471,18 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
     fmt = _output_format(dst, fmt)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "MPO": {"quality": 95},
-               "ICO": {"sizes": [im.size]}}
-    # where a format cannot hold the mode: gray as RGB (QOI), then without alpha (JPEG; LA in BMP or PPM)
-    for mode in [im.mode] + {"L": ["RGB"], "LA": ["RGBA", "L", "RGB"], "RGBA": ["RGB"]}.get(im.mode, []):
+               "PDF": {"quality": 95}, "ICO": {"sizes": [im.size]}}  # (PDF holds RGB and gray as JPEG)
+    # where a format cannot hold the mode: without alpha (JPEG; LA in BMP or PPM), gray as RGB(A) (QOI)
+    errors = []
+    for mode in [im.mode] + {"L": ["RGB"], "LA": ["L", "RGBA", "RGB"], "RGBA": ["RGB"]}.get(im.mode, []):
         buf = io.BytesIO()
         try:
             (im if mode == im.mode else im.convert(mode)).save(buf, format=fmt, **options.get(fmt, {}))
             break
         except (KeyError, ValueError, OSError) as exc:
-            error = exc
-    else:
-        raise CLIError(f"cannot write {dst}: {_one_line(error)}")
+            errors.append(exc)
+    else:  # the image's own mode's error
+        raise CLIError(f"cannot write {dst}: {_one_line(errors[0])}")
     out = buf.getvalue()  # (not buf.tell(): the ICO writer leaves the position after its header)
     changes = [] if fmt == "PNG" else _what_the_format_changes(im, out, fmt)  # PNG holds every image
     if "A" in im.mode and "A" not in mode and not any("alpha" in c for c in changes):  # not read back (EPS)
