@@ -63,7 +63,7 @@ from benchmarks.train_speed import VARIANTS
 from hitcodec.data import dev_eval_photos
 from hitcodec.image import CodecImage, read_image
 from hitcodec.models.ghvae import LOSS_NORMS, GHVAEConfig
-from hitcodec.train import TrainConfig, load_checkpoint, parse_beta_range, train
+from hitcodec.train import BINS_INITS, TrainConfig, load_checkpoint, parse_beta_range, train
 from hitcodec.weights import LoadedModel, model_from_state, model_id
 
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
@@ -99,7 +99,7 @@ def train_model(name: str, betas: str, args) -> Path:
                       z2_warmup=args.steps // 4, betas=betas,
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
-                      **fast)
+                      bins_init="zero" if fixed else args.bins_init, **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                                          cond_kernels=0 if fixed else args.cond_kernels))  # as `train` stores it
     if last.exists():
@@ -112,7 +112,7 @@ def train_model(name: str, betas: str, args) -> Path:
 
 
 RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
-          "loss_norm")  # the TrainConfig fields of another run
+          "loss_norm", "bins_init")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -346,7 +346,7 @@ def report(results: dict) -> str:
 
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
-            "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range",
+            "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
             "train_only")  # not for --model
 
 
@@ -387,6 +387,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cond-kernels", type=int, default=0, metavar="K",
                         help="conditioned models trained here add K beta-routed kernels to each conv of g_a and g_s "
                         "(GHVAEConfig.cond_kernels, CondConv)")
+    parser.add_argument("--bins-init", choices=BINS_INITS, default="zero",
+                        help="with --latent-bins: how the conditioned models' bin widths start (sqrt-beta: at the "
+                        "square root of their layer's beta; TrainConfig.bins_init)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
@@ -413,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--lr-drop-factor must be >= 1, not {args.lr_drop_factor}")
     if args.eval_every < 0:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
+    if args.bins_init != "zero" and not args.latent_bins:
+        parser.error(f"--bins-init {args.bins_init} needs --latent-bins")
     if args.model:
         trained_only = [f"--{d.replace('_', '-')}" for d in TRAINING if getattr(args, d) != parser.get_default(d)]
         if trained_only:

@@ -25,13 +25,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hitcodec.data import list_images, load_rgb_uint8
-from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, LOSS_NORMS, GHVAEConfig, ghvae_loss, pad_to_stride
+from hitcodec.models.ghvae import (BETA_MAX, BETA_MIN, GHVAE, LOSS_NORMS, GHVAEConfig, ghvae_loss, init_bins_sqrt_beta,
+                                   pad_to_stride)
 from hitcodec.weights import load_state, model_from_state
 
 log = logging.getLogger(__name__)
 
 # (beta2, beta1) points at which dev-eval rate/distortion is tracked while training
 DEV_BETAS = ((0.2, 0.2), (1.0, 1.0), (5.0, 5.0), (2.0, 0.5), (0.5, 2.0))
+
+
+BINS_INITS = ("zero", "sqrt-beta")  # how a new model's learned bin widths start (TrainConfig.bins_init)
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,16 @@ class TrainConfig:
     # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
     # parameter by about lr); a run that loads Adam's state has none
+    bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
+    # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; untested at scale, docs/equal-steps.md)
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {self.loss_norm!r}")
         if not self.lr_drop_factor >= 1:
             raise ValueError(f"lr_drop_factor must be >= 1, not {self.lr_drop_factor}")
+        if self.bins_init not in BINS_INITS:
+            raise ValueError(f"bins_init must be one of {', '.join(BINS_INITS)}, not {self.bins_init!r}")
 
     @classmethod
     def from_checkpoint(cls, stored: dict) -> "TrainConfig":
@@ -388,7 +396,12 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     model_cfg = cfg.model_config(model_cfg)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     parse_fixed_betas(cfg.betas, beta_range)
-    model = (GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)).to(device)
+    model = GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)
+    if state is None and cfg.bins_init == "sqrt-beta":
+        if not model_cfg.latent_bins:
+            raise ValueError("bins_init sqrt-beta needs a model with learned bin widths (latent_bins)")
+        log.info("bin widths start at sqrt(beta): largest fit error %.3f in ln(width)", init_bins_sqrt_beta(model))
+    model = model.to(device)
     opt = _optimizer(model, cfg)
     step, best, history, rescore, warmup, carried = 0, math.inf, [], None, cfg.lr_warmup, None
     run_start = 0  # the step this run's learning-rate schedule (--lr-drop of --steps) counts from

@@ -79,6 +79,34 @@ def test_train_cli_loss_norm_is_stored(tmp_path, tiny_path, photo):
         TrainConfig(data="d", out="o", loss_norm="beta")
 
 
+def test_bin_widths_can_start_at_the_square_root_of_beta(tmp_path, photo):
+    from dataclasses import replace
+
+    from hitcodec.models.ghvae import GHVAE, init_bins_sqrt_beta, log_beta_input
+    from hitcodec.train import train
+
+    torch.manual_seed(0)
+    model = GHVAE(replace(TINY, latent_bins=True))
+    assert init_bins_sqrt_beta(model) < 0.1  # largest error of the fit in ln(width)
+    for beta2, beta1 in ((0.1, 0.1), (10.0, 0.1), (0.1, 10.0), (1.0, 3.0)):
+        e = model.embed(log_beta_input(torch.tensor([beta2]), torch.tensor([beta1])))
+        assert torch.allclose(model.bin_width("z1", e), torch.tensor(math.sqrt(beta1)), rtol=0.1)
+        assert torch.allclose(model.bin_width("z2", e), torch.tensor(math.sqrt(beta2)), rtol=0.1)
+    with pytest.raises(ValueError, match="latent_bins"):
+        init_bins_sqrt_beta(GHVAE(TINY))
+    with pytest.raises(ValueError, match="bins_init"):
+        TrainConfig(data="d", out="o", bins_init="one")
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), patch=64, batch=1, steps=1, eval_every=1,
+                      bins_init="sqrt-beta")
+    train(cfg, model_config=replace(TINY, latent_bins=True), progress=False)
+    stored = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert stored["train_config"]["bins_init"] == "sqrt-beta"
+    assert float(stored["model"]["bins_z1.bias"][0]) != 0.0  # fitted, then one step of training
+    with pytest.raises(ValueError, match="needs a model with learned bin widths"):
+        train(replace(cfg, out=str(tmp_path / "run2")), model_config=TINY, progress=False)
+
+
 def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, tiny_path, photo):
     from click.testing import CliRunner
 

@@ -317,6 +317,30 @@ class GHVAE(nn.Module):
         return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
 
 
+@torch.no_grad()
+def init_bins_sqrt_beta(model: GHVAE, points: int = 21) -> float:
+    """Start a new model's bin widths at Δ ≈ sqrt(beta) of each layer's own multiplier (beta1 for z1, beta2 for
+    z2) instead of 1: the widths' linear readouts of the beta embedding are fitted by least squares to 0.5 ln beta
+    on a ``points`` x ``points`` log grid of the model's square (every channel alike). A one-model-per-beta codec
+    gets such a beta-dependent step for free; a conditioned one must learn it. Returns the fit's largest error in
+    ln Δ."""
+    cfg = model.config
+    if not cfg.latent_bins:
+        raise ValueError("the model has no learned bin widths (GHVAEConfig.latent_bins)")
+    logs = torch.linspace(math.log(cfg.beta_min), math.log(cfg.beta_max), points)
+    beta2, beta1 = (t.flatten() for t in torch.meshgrid(logs.exp(), logs.exp(), indexing="ij"))
+    e = model.embed(log_beta_input(beta2, beta1)).double()
+    a = torch.cat([e, torch.ones(len(e), 1, dtype=torch.float64)], dim=1)
+    worst = 0.0
+    for layer, beta in ((model.bins_z1, beta1), (model.bins_z2, beta2)):
+        target = 0.5 * beta.double().log()
+        w = torch.linalg.lstsq(a, target[:, None]).solution[:, 0]
+        layer.weight.copy_(w[:-1].float().expand_as(layer.weight))
+        layer.bias.fill_(float(w[-1]))
+        worst = max(worst, float((a @ w - target).abs().max()))
+    return worst
+
+
 def _in_bins(t: torch.Tensor, bins: torch.Tensor | None, divide: bool = False) -> torch.Tensor:
     """t / Δ (``divide``, into units of the bin width) or t * Δ (back); t itself where Δ = 1 (no latent_bins)."""
     if bins is None:
