@@ -77,7 +77,7 @@ class TrainConfig:
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
     # parameter by about lr); a run that loads Adam's state has none
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
-    # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; untested at scale, docs/equal-steps.md)
+    # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:

@@ -781,7 +781,7 @@ def _check_betas_mode(ctx, param, value):
                    "them to a trained model.")
 @click.option("--bins-init", type=click.Choice(["zero", "sqrt-beta"]),
               help="How a new model's learned bin widths start: zero (width 1, the default) or sqrt-beta (the "
-                   "square root of their layer's beta; an experiment, docs/equal-steps.md).")
+                   "square root of their layer's beta; worse at small scale, docs/equal-steps.md).")
 @click.option("--lr-warmup", type=click.IntRange(min=0),
               help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
                    "weights (a run that loads Adam's state has none); 0 = none.")
