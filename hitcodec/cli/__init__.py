@@ -613,16 +613,6 @@ def _readable_suffixes() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in readable}
 
 
-def _image_format(path: str) -> str:
-    from PIL import Image
-
-    ext = Path(path).suffix.lower()
-    Image.init()
-    if ext not in Image.EXTENSION:
-        raise CLIError(f"unknown image format for output {path} (use .png)")
-    return Image.EXTENSION[ext]
-
-
 @main.command()
 @click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, exists=True))
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
