@@ -1,7 +1,8 @@
 """The .hit container: a fixed little-endian header, per-layer payloads and a CRC32. Only frames bytes.
 
 See docs/bitstream.md for the byte layout. Parsing checks magic, version, sizes, lengths and the CRC before
-anything is allocated or decoded.
+anything is allocated or decoded. Version 2 (written) adds a CRC-32 of the latent symbols, which the decoder
+checks after decoding them (`hitcodec.codec.latents_crc`); version 1 files are still read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"HITC"
-VERSION = 1
+VERSION = 2  # the version written
+READ_VERSIONS = (1, 2)
 MODES = ("L", "RGB", "LA", "RGBA")  # mode byte -> Pillow mode of the decoded image
 MAX_PAYLOADS = 3  # z2, z1 and, for images with alpha, the zlib-compressed alpha plane
 DEFAULT_MAX_PIXELS = 1 << 28  # refuse to decode declared sizes above this (about 268 megapixels)
@@ -30,6 +32,8 @@ class Header:
     width: int
     height: int
     mode: str  # one of MODES
+    latents_crc: int | None = None  # CRC-32 of the latent symbols: an int in version 2, None in version 1
+    version: int = VERSION
 
     @property
     def model_id_hex(self) -> str:
@@ -44,9 +48,15 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
         raise ValueError("model id must be 8 bytes")
     if not 1 <= len(payloads) <= MAX_PAYLOADS:
         raise ValueError(f"between 1 and {MAX_PAYLOADS} payloads expected")
-    head = _FIXED.pack(MAGIC, VERSION, MODES.index(header.mode), 0, header.model_id, header.beta2, header.beta1,
-                       header.width, header.height, len(payloads))
+    if header.version not in READ_VERSIONS:
+        raise ValueError(f"unknown format version {header.version}")
+    if (header.version >= 2) != (header.latents_crc is not None):
+        raise ValueError("format version 2 needs the latents' CRC-32, and version 1 has none")
+    head = _FIXED.pack(MAGIC, header.version, MODES.index(header.mode), 0, header.model_id, header.beta2,
+                       header.beta1, header.width, header.height, len(payloads))
     head += struct.pack(f"<{len(payloads)}I", *(len(p) for p in payloads))
+    if header.latents_crc is not None:
+        head += struct.pack("<I", header.latents_crc)
     body = b"".join(payloads)
     crc = zlib.crc32(body, zlib.crc32(head))
     return head + struct.pack("<I", crc) + body
@@ -60,16 +70,18 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, l
     if len(data) < _FIXED.size:
         raise BitstreamError("truncated hitcodec header")
     magic, version, mode, flags, model_id, beta2, beta1, width, height, n = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise BitstreamError(f"unsupported hitcodec format version {version} (this build reads version {VERSION})")
+    if version not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported hitcodec format version {version} (this build reads versions "
+                             f"{', '.join(map(str, READ_VERSIONS))})")
     if mode >= len(MODES) or flags != 0:
         raise BitstreamError("corrupt hitcodec header (unknown mode or flags)")
     if not 1 <= n <= MAX_PAYLOADS:
         raise BitstreamError(f"corrupt hitcodec header ({n} payloads)")
-    head_size = _FIXED.size + 4 * n
+    head_size = _FIXED.size + 4 * n + 4 * (version >= 2)
     if len(data) < head_size + 4:
         raise BitstreamError("truncated hitcodec header")
     lengths = struct.unpack_from(f"<{n}I", data, _FIXED.size)
+    latents_crc = struct.unpack_from("<I", data, _FIXED.size + 4 * n)[0] if version >= 2 else None
     (crc,) = struct.unpack_from("<I", data, head_size)
     body = data[head_size + 4:]
     if len(body) != sum(lengths):
@@ -79,7 +91,7 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, l
         raise BitstreamError("hitcodec file is corrupt (CRC32 mismatch)")
     if width < 1 or height < 1 or width * height > max_pixels:
         raise BitstreamError(f"image size {width}x{height} is outside the allowed range (max {max_pixels} pixels)")
-    header = Header(model_id, beta2, beta1, width, height, MODES[mode])
+    header = Header(model_id, beta2, beta1, width, height, MODES[mode], latents_crc, version)
     payloads, offset = [], 0
     for length in lengths:
         payloads.append(body[offset:offset + length])

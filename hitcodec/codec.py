@@ -105,10 +105,12 @@ Take = Callable[[str, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.
 def walk_layers(model: GHVAE, e: torch.Tensor, z2_height: int, z2_width: int, take: Take) -> torch.Tensor:
     """Walk the layers top-down; ``take(layer, mean, scale, ctx)`` returns the layer's integer symbols.
 
-    Returns ẑ1 = mean1 + z1_sym, the input of the synthesis transform. The priors are computed without oneDNN,
-    whose convolutions can round differently with the number of threads: a scale that lands on the other side
-    of a table boundary would desynchronise the decoder. (These networks run at 1/16 and 1/64 resolution, so
-    the slower kernels cost little.)
+    Returns ẑ1 = mean1 + z1_sym, the input of the synthesis transform, in the dtype of ``model`` and ``e``
+    (`prior_networks`). A scale that lands on the other side of a table boundary in the decoder than in the
+    encoder desynchronises the decoder, so the priors are computed in float64 (format version 2): in float32,
+    another CPU's BLAS kernels moved about 1.5 scales per million across a boundary (docs/bitstream.md). They
+    are also computed without oneDNN, whose convolutions can round differently with the number of threads.
+    (These networks run at 1/16 and 1/64 resolution, so float64 and the slower kernels cost little.)
     """
     with torch.backends.mkldnn.flags(**_NO_ONEDNN):
         mean2, scale2 = model.prior_z2(e, z2_height, z2_width)
@@ -155,8 +157,25 @@ def _synthesis(model: GHVAE, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Ten
     return tiled(lambda t: model.synthesis(t, e), z1_hat, 16, SYNTHESIS_TILE, SYNTHESIS_HALO)
 
 
-def _embed(model: GHVAE, beta2: float, beta1: float) -> torch.Tensor:
-    return model.embed(log_beta_input(torch.tensor([beta2]), torch.tensor([beta1])))
+def _embed(model: GHVAE, beta2: float, beta1: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return model.embed(log_beta_input(torch.tensor([beta2], dtype=dtype), torch.tensor([beta1], dtype=dtype), dtype))
+
+
+def prior_networks(loaded: LoadedModel, beta2: float, beta1: float,
+                   version: int = bitstream.VERSION) -> tuple[GHVAE, torch.Tensor]:
+    """The model and β embedding that `walk_layers` computes the priors with: float64 from format version 2 on,
+    the float32 model in version 1 (whose files decode as they were made)."""
+    if version == 1:
+        return loaded.model, _embed(loaded.model, beta2, beta1)
+    return loaded.priors(), _embed(loaded.priors(), beta2, beta1, torch.float64)
+
+
+def latents_crc(symbols: dict[str, np.ndarray]) -> int:
+    """CRC-32 of the latent symbols as int32 little-endian, layer by layer in coding order (format version 2)."""
+    crc = 0
+    for name in LAYERS:
+        crc = zlib.crc32(np.ascontiguousarray(symbols[name], dtype="<i4").tobytes(), crc)
+    return crc
 
 
 def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -187,21 +206,25 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     symbols: dict[str, np.ndarray] = {}
 
     def take(name: str, mean: torch.Tensor, scale: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-        y = y2 if name == "z2" else net.posterior_z1(h, ctx.to(device), mean.to(device), e_dev).cpu()
-        if not (torch.isfinite(y - mean).all() and torch.isfinite(scale).all()):  # overflow in damaged weights
+        if name == "z2":
+            y = y2
+        else:  # the posterior runs on the image side, in float32, from the float64 prior mean and context
+            y = net.posterior_z1(h, ctx.to(device, torch.float32), mean.to(device, torch.float32), e_dev).cpu()
+        offset = y.to(mean.dtype) - mean
+        if not (torch.isfinite(offset).all() and torch.isfinite(scale).all()):  # overflow in damaged weights
             raise ValueError(f"the model gives non-finite {name} latents for this image (a damaged model file?)")
-        sym = coding.clamp_symbols(torch.round(y - mean).numpy())
+        sym = coding.clamp_symbols(torch.round(offset).numpy())
         idx = coding.scale_index(scale.numpy())
         payloads[name] = coding.encode_symbols(sym, idx)
         stats[name] = LayerStats(name, sym.size, len(payloads[name]), coding.information_bits(sym, idx))
         symbols[name] = sym
-        return torch.from_numpy(sym).float().view(mean.shape)
+        return torch.from_numpy(sym).to(mean.dtype).view(mean.shape)
 
-    walk_layers(model, e, y2.shape[2], y2.shape[3], take)
+    walk_layers(*prior_networks(loaded, beta2, beta1), y2.shape[2], y2.shape[3], take)
     parts = [payloads[name] for name in LAYERS]
     if image.alpha is not None:
         parts.append(zlib.compress(np.ascontiguousarray(image.alpha).tobytes(), 9))
-    header = Header(loaded.model_id, beta2, beta1, width, height, image.mode)
+    header = Header(loaded.model_id, beta2, beta1, width, height, image.mode, latents_crc(symbols))
     data = bitstream.pack(header, parts)
     return Coded(data, header, tuple(stats[name] for name in LAYERS), symbols)
 
@@ -236,8 +259,6 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     except ValueError as exc:
         raise BitstreamError(f"corrupt hitcodec header: {exc}") from exc
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None  # cheap, so first
-    model = loaded.model
-    e = _embed(model, beta2, beta1)
     payloads = dict(zip(LAYERS, parts))
     stats: dict[str, LayerStats] = {}
     symbols: dict[str, np.ndarray] = {}
@@ -247,15 +268,20 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
         sym = coding.decode_symbols(payloads[name], idx)
         stats[name] = LayerStats(name, sym.size, len(payloads[name]), coding.information_bits(sym, idx))
         symbols[name] = sym
-        return torch.from_numpy(sym).float().view(mean.shape)
+        return torch.from_numpy(sym).to(mean.dtype).view(mean.shape)
 
     z2_height = -(-header.height // STRIDE)
     z2_width = -(-header.width // STRIDE)
-    z1_hat = walk_layers(model, e, z2_height, z2_width, take)
+    z1_hat = walk_layers(*prior_networks(loaded, beta2, beta1, header.version), z2_height, z2_width, take)
+    if header.latents_crc is not None and latents_crc(symbols) != header.latents_crc:
+        raise coding.CodingError("the latents decode differently here than where the file was made (latents "
+                                 "CRC-32 mismatch): a damaged file, or a decoder whose arithmetic differs")
     layers = tuple(stats[n] for n in LAYERS)
     if not pixels:
         return Decoded(None, header, layers, symbols)
-    rgb = _to_uint8(_synthesis(loaded.on(device), z1_hat.to(device), e.to(device)).cpu(), header.height, header.width)
+    e = _embed(loaded.model, beta2, beta1).to(device)
+    z1_hat = z1_hat.to(device, torch.float32)
+    rgb = _to_uint8(_synthesis(loaded.on(device), z1_hat, e).cpu(), header.height, header.width)
     return Decoded(CodecImage(rgb, alpha, header.mode), header, layers, symbols)
 
 

@@ -30,8 +30,13 @@ class CodingError(ValueError):
 
 
 def scale_index(scale: np.ndarray) -> np.ndarray:
-    """Index of the smallest table entry >= scale (the last entry for larger scales), as int32."""
-    idx = np.searchsorted(_TABLE32, np.asarray(scale, dtype=np.float32).ravel(), side="left")
+    """Index of the smallest table entry >= scale (the last entry for larger scales), as int32. Float64 scales
+    (format version 2) are compared with the table in float64, others in float32 (version 1)."""
+    scale = np.asarray(scale)
+    if scale.dtype == np.float64:
+        idx = np.searchsorted(SCALE_TABLE, scale.ravel(), side="left")
+    else:
+        idx = np.searchsorted(_TABLE32, scale.astype(np.float32).ravel(), side="left")
     return np.minimum(idx, len(SCALE_TABLE) - 1).astype(np.int32)
 
 

@@ -79,6 +79,16 @@ class LoadedModel:
             self._copies[str(device)] = copy.deepcopy(self.model).to(device)
         return self._copies[str(device)]
 
+    def priors(self) -> GHVAE:
+        """A float64 copy of the networks that compute the priors (format version 2), cached: the float32 ones can
+        round differently on another CPU (another BLAS kernel), enough to move a scale across a table boundary."""
+        if "priors" not in self._copies:
+            model = copy.deepcopy(self.model)
+            for name in ("g_a", "h_a", "enc_z1", "g_s"):  # image-side networks: never part of a prior
+                setattr(model, name, None)
+            self._copies["priors"] = model.double()
+        return self._copies["priors"]
+
 
 def resolve_device(name: "str | torch.device" = "cpu") -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; ValueError if unusable."""

@@ -6,31 +6,51 @@ import pytest
 from hitcodec import bitstream
 from hitcodec.bitstream import BitstreamError, Header
 
-HEADER = Header(model_id=bytes.fromhex("0123456789abcdef"), beta2=2.0, beta1=0.5, width=33, height=47, mode="RGB")
+HEADER = Header(model_id=bytes.fromhex("0123456789abcdef"), beta2=2.0, beta1=0.5, width=33, height=47, mode="RGB",
+                latents_crc=0xDEADBEEF)
+HEADER_V1 = Header(HEADER.model_id, 2.0, 0.5, 33, 47, "RGB", latents_crc=None, version=1)
 
-# The header of version 1, pinned: magic, version 1, mode RGB (1), flags 0, model id, beta2 2.0, beta1 0.5 (f32),
-# width 33, height 47, 2 payloads of 3 and 2 bytes, CRC32, then the payloads.
+# The header of version 2, pinned: magic, version 2, mode RGB (1), flags 0, model id, beta2 2.0, beta1 0.5 (f32),
+# width 33, height 47, 2 payloads of 3 and 2 bytes, the latents' CRC-32, then the CRC32 and the payloads.
 GOLDEN = bytes.fromhex(
+    "48495443" "02" "01" "0000" "0123456789abcdef" "00000040" "0000003f" "21000000" "2f000000" "02"
+    "03000000" "02000000" "efbeadde"
+)
+# Version 1 (still read): the same without the latents' CRC-32.
+GOLDEN_V1 = bytes.fromhex(
     "48495443" "01" "01" "0000" "0123456789abcdef" "00000040" "0000003f" "21000000" "2f000000" "02"
     "03000000" "02000000"
 )
 
 
-def test_golden_header_bytes():
-    data = bitstream.pack(HEADER, [b"abc", b"de"])
-    assert data[:len(GOLDEN)] == GOLDEN
-    crc = zlib.crc32(b"abcde", zlib.crc32(GOLDEN))
-    assert data[len(GOLDEN):] == struct.pack("<I", crc) + b"abcde"
+@pytest.mark.parametrize("header, golden", [(HEADER, GOLDEN), (HEADER_V1, GOLDEN_V1)])
+def test_golden_header_bytes(header, golden):
+    data = bitstream.pack(header, [b"abc", b"de"])
+    assert data[:len(golden)] == golden
+    crc = zlib.crc32(b"abcde", zlib.crc32(golden))
+    assert data[len(golden):] == struct.pack("<I", crc) + b"abcde"
 
 
-def test_round_trip():
-    header, payloads = bitstream.unpack(bitstream.pack(HEADER, [b"abc", b"de"]))
-    assert header == HEADER and payloads == [b"abc", b"de"]
+@pytest.mark.parametrize("header", [HEADER, HEADER_V1])
+def test_round_trip(header):
+    header_back, payloads = bitstream.unpack(bitstream.pack(header, [b"abc", b"de"]))
+    assert header_back == header and payloads == [b"abc", b"de"]
+
+
+def test_the_latents_crc_belongs_to_version_2_only():
+    with pytest.raises(ValueError, match="CRC"):
+        bitstream.pack(Header(HEADER.model_id, 2.0, 0.5, 33, 47, "RGB"), [b"abc"])
+    with pytest.raises(ValueError, match="CRC"):
+        bitstream.pack(Header(HEADER.model_id, 2.0, 0.5, 33, 47, "RGB", 1, version=1), [b"abc"])
+    with pytest.raises(ValueError, match="version 3"):
+        bitstream.pack(Header(HEADER.model_id, 2.0, 0.5, 33, 47, "RGB", 1, version=3), [b"abc"])
 
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: b"JUNK" + d[4:], "magic"),
-    (lambda d: d[:4] + b"\x02" + d[5:], "version"),
+    (lambda d: d[:4] + b"\x03" + d[5:], "version"),
+    (lambda d: d[:4] + b"\x01" + d[5:], "trailing"),  # read as version 1, without the latents' CRC
+    (lambda d: d[:41] + bytes([d[41] ^ 1]) + d[42:], "CRC32"),  # the latents' CRC is covered by the file's
     (lambda d: d[:10], "truncated"),
     (lambda d: d[:-1], "truncated"),
     (lambda d: d + b"x", "trailing"),
@@ -46,7 +66,7 @@ def test_corrupted_files_are_rejected(mutate, message):
 
 
 def test_declared_size_is_capped():
-    data = bitstream.pack(Header(HEADER.model_id, 1.0, 1.0, 100_000, 100_000, "RGB"), [b"a", b"b"])
+    data = bitstream.pack(Header(HEADER.model_id, 1.0, 1.0, 100_000, 100_000, "RGB", 0), [b"a", b"b"])
     with pytest.raises(BitstreamError, match="outside the allowed range"):
         bitstream.unpack(data)
     assert bitstream.unpack(data, max_pixels=10**10)[0].width == 100_000

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import torch
 
 from hitcodec import codec
 from hitcodec.api import compress_image, decompress
 from hitcodec.bitstream import BitstreamError
+from hitcodec.coding import CodingError
 from hitcodec.image import CodecImage
 from hitcodec.weights import LoadedModel, model_id
 
@@ -92,7 +94,6 @@ def test_calls_from_threads_run_one_at_a_time_and_leave_onednn_alone(tiny, monke
     """The priors switch oneDNN off for the whole process: a concurrent call must not run while they do."""
     import threading
 
-    import torch
 
     image = _image(40, 40)
     expected = codec.encode(tiny, image, 1.0, 1.0).data
@@ -126,13 +127,40 @@ def test_corrupted_payload_is_rejected(tiny):
         codec.decode(tiny, bytes(data))
 
 
+def test_latents_that_decode_differently_are_rejected(tiny):
+    """Format version 2 stores a CRC-32 of the latents: a decoder whose priors come out differently from the
+    encoder's (another machine's arithmetic) fails with a clear error instead of writing garbage."""
+    from dataclasses import replace
+
+    from hitcodec import bitstream
+
+    coded = codec.encode(tiny, _image(40, 40), 1.0, 1.0)
+    assert coded.header.version == 2 and coded.header.latents_crc == codec.latents_crc(coded.symbols)
+    header, parts = bitstream.unpack(coded.data)
+    forged = bitstream.pack(replace(header, latents_crc=header.latents_crc ^ 1), parts)
+    with pytest.raises(CodingError, match="latents CRC-32 mismatch"):
+        codec.decode(tiny, forged)
+
+
+def test_priors_are_computed_in_float64(tiny, monkeypatch):
+    """The encoder's and decoder's scales come from the float64 copy of the prior networks."""
+    seen, walk_layers = [], codec.walk_layers
+
+    def spy(model, e, *args):
+        seen.append((next(model.parameters()).dtype, e.dtype))
+        return walk_layers(model, e, *args)
+
+    monkeypatch.setattr(codec, "walk_layers", spy)
+    codec.decode(tiny, codec.encode(tiny, _image(40, 40), 1.0, 1.0).data)
+    assert seen == [(torch.float64, torch.float64)] * 2
+
+
 def test_verify_checks_latents(tiny):
     coded = compress_image(_image(24, 24).rgb, 1.0, 2.0, model=tiny, verify=True)
     assert coded.header.beta1 == 2.0
 
 
 def test_tiled_transforms_match_whole_image_pass(tiny, monkeypatch):
-    import torch
 
     x = torch.rand(1, 3, 192, 320)
     e = codec._embed(tiny.model, 1.0, 1.0)
@@ -161,7 +189,6 @@ def test_latent_bins_start_as_the_identity_and_round_trip(photo):
     weights can be continued with them; once the widths depend on beta, its latents still round-trip exactly."""
     from dataclasses import replace
 
-    import torch
 
     from hitcodec.models.ghvae import GHVAE
 
@@ -198,7 +225,6 @@ def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""
     from dataclasses import replace
 
-    import torch
 
     from hitcodec.models.ghvae import CondConv, conv, deconv
 
@@ -235,7 +261,6 @@ def test_a_child_forked_while_another_thread_codes_can_code(tiny):
     import threading
     import time
 
-    import torch
 
     image = _image(16, 16)
     held, release = threading.Event(), threading.Event()

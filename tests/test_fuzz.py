@@ -39,9 +39,9 @@ def _rewrite(data: bytes, rng: random.Random) -> bytes:
     import struct
     import zlib
 
-    head_size = 33 + 4 * data[32]
+    head_size = 33 + 4 * data[32] + 4 * (data[4] >= 2)  # version 2 adds the latents' CRC-32
     head = bytearray(data[:head_size])
-    field = rng.choice([(16, "<f"), (20, "<f"), (24, "<I"), (28, "<I"), (33, "<I")])
+    field = rng.choice([(16, "<f"), (20, "<f"), (24, "<I"), (28, "<I"), (33, "<I"), (head_size - 4, "<I")])
     value = rng.choice([0, 1, 7, 2**31, 2**32 - 1, float("nan"), float("inf"), -1.0, 1e30])
     try:
         struct.pack_into(field[1], head, field[0], value)

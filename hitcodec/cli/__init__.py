@@ -665,7 +665,7 @@ def info(input, as_json, model_path):
     data = _read_input(input)
     header, parts = bitstream.unpack(data)
     pixels = header.width * header.height
-    report = {"file": input, "bytes": len(data), "bpp": 8 * len(data) / pixels, "format_version": bitstream.VERSION,
+    report = {"file": input, "bytes": len(data), "bpp": 8 * len(data) / pixels, "format_version": header.version,
               "model_id": header.model_id_hex, "beta2": header.beta2, "beta1": header.beta1,
               "width": header.width, "height": header.height, "mode": header.mode,
               "header_bytes": len(data) - sum(len(p) for p in parts), "layers": []}
@@ -685,7 +685,7 @@ def info(input, as_json, model_path):
     if as_json:
         click.echo(json.dumps(json_safe(report), indent=2))
         return
-    click.echo(f"{input}: hitcodec v{bitstream.VERSION}, {header.width}x{header.height} {header.mode}, "
+    click.echo(f"{input}: hitcodec v{header.version}, {header.width}x{header.height} {header.mode}, "
                f"{len(data)} bytes, {report['bpp']:.4f} bpp")
     click.echo(f"  model {header.model_id_hex}, beta2 {header.beta2:g}, beta1 {header.beta1:g}, "
                f"header {report['header_bytes']} bytes")

@@ -101,9 +101,9 @@ class GHVAEConfig:
         return d
 
 
-def log_beta_input(beta2: torch.Tensor, beta1: torch.Tensor) -> torch.Tensor:
+def log_beta_input(beta2: torch.Tensor, beta1: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(B, 2) network input from the multipliers: log10(beta) lies in [-1, 1] on the trained square."""
-    return torch.stack([torch.log10(beta2), torch.log10(beta1)], dim=-1).float()
+    return torch.stack([torch.log10(beta2), torch.log10(beta1)], dim=-1).to(dtype)
 
 
 class FiLM(nn.Module):
