@@ -381,7 +381,8 @@ def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp
     assert r.exit_code == 0 and Image.open(tmp_path / "photo.final").format == "PNG", r.output  # unknown suffix
     for bad in (("--format", "psd"), ("--format", "xyz"), ("--format", "wmf"), ("--format", "hit"),
                 ("--format", "webp", "-o", tmp_path / "x.png"), ("-o", tmp_path / "x.psd"),
-                ("-o", tmp_path / "x.wmf"), ("-o", tmp_path / "x.hit"), ("-o", tmp_path / "x.final")):
+                ("-o", tmp_path / "x.wmf"), ("-o", tmp_path / "x.hit"), ("-o", tmp_path / "x.final"),
+                ("-o", tmp_path / "x.xbm"), ("--format", "palm")):  # XBM, Palm: 1-bit or palette images only
         r = run("decompress", hit, *bad, "--model", tiny_path)  # read-only, stub or unknown; disagrees with the name
         assert r.exit_code == 2 and "Traceback" not in r.output, (bad, r.output)
     assert not [p for p in tmp_path.glob("x.*") if p.suffix != ".jpeg"] and hit.read_bytes()[:4] == b"HITC"
@@ -434,10 +435,11 @@ def test_damaged_empty_or_odd_model_paths_are_one_line_errors(tmp_path, png, tin
     huge = tmp_path / "huge.pt"
     torch.save(state, huge)
     for model, message in ((damaged, f"is damaged: {name} holds nan"), (empty, "(the file is empty)"),
-                           ("", "the model path is empty"), (fifo, "not a regular file"),
-                           (huge, "non-finite z2 latents")):
+                           (fifo, "not a regular file"), (huge, "non-finite z2 latents")):
         r = run("compress", png, "-o", tmp_path / "out.hit", "--model", model)
         assert r.exit_code == 1 and message in r.stderr and r.stderr.count("\n") == 1, r.output
+    r = run("compress", png, "-o", tmp_path / "out.hit", "--model", "")  # a usage error
+    assert r.exit_code == 2 and "the model path is empty" in r.stderr and r.stderr.count("\n") == 1, r.output
     assert not (tmp_path / "out.hit").exists()
 
 

@@ -341,7 +341,13 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
-model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False),
+def _model_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value == "":  # a usage error, not a file to read (it had been taken as the shipped model)
+        raise click.BadParameter("the model path is empty (leave the option out for the shipped model)")
+    return value
+
+
+model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False), callback=_model_path,
                             help="Model file (shipped-model file or training checkpoint); default: the shipped model.")
 
 
@@ -496,13 +502,31 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
 
 def _writable_format(suffix: str) -> str | None:
     """The Pillow format that writes files with ``suffix`` (".webp" -> "WEBP"); None for an unknown suffix, for a
-    format that Pillow only reads or only has a stub for (PSD, WMF, ...), and for .hit (decompress writes images)."""
+    format that Pillow only reads or only has a stub for (PSD, WMF, ...), for one that holds neither colour nor
+    gray images (XBM, ...), and for .hit (decompress writes images)."""
     from PIL import Image, ImageFile
 
     fmt = Image.registered_extensions().get(suffix.lower())
     factory = Image.OPEN.get(fmt, (None, None))[0]
     stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
-    return fmt if fmt in Image.SAVE and fmt != "HIT" and not stub else None
+    return fmt if fmt in Image.SAVE and fmt != "HIT" and not stub and _holds_colour_or_gray(fmt) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _holds_colour_or_gray(fmt: str) -> bool:
+    """Whether Pillow writes an RGB or a gray image as ``fmt``: not XBM, MSP, Palm or BLP (1-bit or palette
+    images only), which would otherwise fail only after decoding."""
+    import io
+
+    from PIL import Image
+
+    for mode in ("RGB", "L"):
+        try:
+            Image.new(mode, (1, 1)).save(io.BytesIO(), format=fmt)
+            return True
+        except (KeyError, ValueError, OSError):
+            pass
+    return False
 
 
 def _output_format(dst: str, fmt: str | None) -> str:
