@@ -7,7 +7,8 @@ Rules (also in README):
   An sRGB profile (one that maps a grid of colours to within 1 of themselves) leaves the pixels as they are; a
   profile that cannot be read, or is not an RGB profile, is ignored, as browsers do.
 - Other metadata (EXIF, XMP, comments, resolution) is not stored.
-- Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L".
+- Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L"; a 32-bit "I" image
+  must hold 16-bit values (0-65535).
 - 16-bit images are reduced to 8 bits (hitcodec is an 8-bit codec); Pillow already does this for 16-bit RGB.
 - Alpha ("RGBA", "LA", premultiplied "RGBa"/"La", palette, RGB or gray with a transparent colour) is kept
   losslessly beside the lossy colour (gray stays gray: "LA"); an alpha plane that is fully opaque is dropped.
@@ -119,6 +120,10 @@ def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     if im.mode == "F":
         raise ImageError("floating-point images are not supported; convert to 8- or 16-bit first")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        lo, hi = im.getextrema()
+        if lo < 0 or hi > 65535:  # (a 16-bit PNG opens as "I" too)
+            raise ImageError("32-bit integer images with values outside 0-65535 are not supported; convert to 8- "
+                             "or 16-bit first")
         im = _gray16_to_8(im)
     if im.mode in ("1", "L") and "transparency" in im.info:  # gray with a transparent value: gray and alpha
         im = im.convert("LA")

@@ -184,6 +184,9 @@ def test_bad_data_raises_image_error(data, message, tmp_path):
 def test_float_images_are_refused():
     with pytest.raises(ImageError, match="floating-point"):
         from_pil(Image.new("F", (2, 2)))
+    with pytest.raises(ImageError, match="outside 0-65535"):  # 32-bit values are not read as 16-bit ones
+        from_pil(Image.fromarray(np.array([[0, 70000]], np.int32), "I"))
+    assert from_pil(Image.fromarray(np.array([[0, 65535]], np.int32), "I")).rgb[0, :, 0].tolist() == [0, 255]
 
 
 def test_images_without_pixels_and_arrays_of_other_shapes_are_refused():
