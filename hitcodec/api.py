@@ -48,14 +48,15 @@ def to_codec_image(image: ImageArg) -> CodecImage:
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-                   verify: bool = False, device: str = "cpu", _stacklevel: int = 2) -> codec.Coded:
+                   verify: bool = False, device: str = "cpu", refine_steps: int = 0,
+                   _stacklevel: int = 2) -> codec.Coded:
     """Like `compress`, but returns the bytes with per-layer statistics and the coded latents."""
     loaded = resolve_model(model)
     read = not isinstance(image, CodecImage)
     image = to_codec_image(image)
     if read and image.frames_warning():  # read here from a file: warned of at the caller's line
         warnings.warn(image.frames_warning(), stacklevel=_stacklevel)
-    coded = codec.encode(loaded, image, beta2, beta1, device=device)
+    coded = codec.encode(loaded, image, beta2, beta1, device=device, refine_steps=refine_steps)
     if verify:
         verify_coded(loaded, coded, device=device)
     return coded
@@ -71,14 +72,16 @@ def verify_coded(loaded: LoadedModel, coded: codec.Coded, device: str = "cpu") -
 
 
 def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-             verify: bool = False, device: str = "cpu") -> bytes:
+             verify: bool = False, device: str = "cpu", refine_steps: int = 0) -> bytes:
     """Compress an image (Pillow image, uint8 array, path, file or bytes) to .hit bytes.
 
     beta2 and beta1, in the model's range ([0.1, 10] for the shipped model), weigh the rates of z2 and of z1
     against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
-    0.3 bpp at 1, 1 with the shipped model.
+    0.3 bpp at 1, 1 with the shipped model. ``refine_steps`` > 0 refines z1 for this image by that many gradient
+    steps on the objective: a smaller file at the same quality, for a much slower encode (README, `--refine`).
     """
-    return compress_image(image, beta2, beta1, model=model, verify=verify, device=device, _stacklevel=3).data
+    return compress_image(image, beta2, beta1, model=model, verify=verify, device=device,
+                          refine_steps=refine_steps, _stacklevel=3).data
 
 
 def hit_bytes(data: DataArg) -> bytes:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hitcodec import bitstream, coding
+from hitcodec import bitstream, coding, refine
 from hitcodec.bitstream import BitstreamError, Header
 from hitcodec.image import CodecImage
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, GHVAEConfig, log_beta_input, pad_to_stride
@@ -178,6 +178,9 @@ def latents_crc(symbols: dict[str, np.ndarray]) -> int:
     return crc
 
 
+REFINE_MAX_PIXELS = 1 << 22  # refinement keeps the whole synthesis for its gradient: about 1.3 GB per megapixel
+
+
 def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.permute(1, 2, 0).contiguous().numpy()
@@ -186,13 +189,20 @@ def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 @_one_at_a_time
 @torch.inference_mode()
 def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
-           device: str | torch.device = "cpu") -> Coded:
+           device: str | torch.device = "cpu", refine_steps: int = 0) -> Coded:
     """Code an image at (beta2, beta1); returns the .hit bytes with per-layer statistics.
 
     ``device`` runs the image-side networks (analysis and the posteriors); the priors, which both sides must
     compute bit for bit alike, always run on the CPU, so a file decodes the same whichever device encoded it.
+    ``refine_steps`` > 0 refines z1 for this image by that many gradient steps (`hitcodec.refine`), on images of
+    up to ``REFINE_MAX_PIXELS`` (its memory grows with the image: about 1.3 GB per megapixel on the CPU).
     """
     beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ValueError(f"refine_steps must be a whole number >= 0, not {refine_steps!r}")
+    if refine_steps and image.rgb.shape[0] * image.rgb.shape[1] > REFINE_MAX_PIXELS:
+        raise ValueError(f"refinement is limited to images of {REFINE_MAX_PIXELS / 1e6:.1f} megapixels (its memory "
+                         f"grows with the image); this one has {image.rgb.shape[0] * image.rgb.shape[1] / 1e6:.1f}")
     model, device = loaded.model, resolve_device(device)
     net = loaded.on(device)
     height, width = image.rgb.shape[:2]
@@ -200,6 +210,14 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     e = _embed(model, beta2, beta1)
     e_dev = e.to(device)
     h, y2 = _bottom_up(net, pad_to_stride(x).to(device), e_dev)  # (1, n, H/16, W/16), (1, c2, H/64, W/64)
+    o1 = None
+    if refine_steps:
+        ctx, mean1, scale1 = refine.z1_context(net, y2, e_dev)
+        o1 = net.posterior_z1(h, ctx, mean1, e_dev) - mean1
+        with torch.inference_mode(False):  # (autograd takes clones of the tensors made in inference mode)
+            args = (t.clone() for t in (x.to(device), e_dev, mean1, scale1, o1))
+            o1, _ = refine.refine_z1(net, *args, beta1, refine_steps)
+        o1 = o1.cpu()
     y2 = y2.cpu()
     payloads: dict[str, bytes] = {}
     stats: dict[str, LayerStats] = {}
@@ -207,10 +225,12 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
 
     def take(name: str, mean: torch.Tensor, scale: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
         if name == "z2":
-            y = y2
+            offset = y2.to(mean.dtype) - mean
+        elif o1 is not None:  # refined offsets from the prior mean
+            offset = o1.to(mean.dtype)
         else:  # the posterior runs on the image side, in float32, from the float64 prior mean and context
             y = net.posterior_z1(h, ctx.to(device, torch.float32), mean.to(device, torch.float32), e_dev).cpu()
-        offset = y.to(mean.dtype) - mean
+            offset = y.to(mean.dtype) - mean
         if not (torch.isfinite(offset).all() and torch.isfinite(scale).all()):  # overflow in damaged weights
             raise ValueError(f"the model gives non-finite {name} latents for this image (a damaged model file?)")
         sym = coding.clamp_symbols(torch.round(offset).numpy())

@@ -71,6 +71,7 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
                                   ["compress", "--target-rates", "inf,0.1"], ["compare", "--bpp", "nan"],
                                   ["compress", "--target-rates", "1e-320,1e308"],
                                   ["compress", "--target-rates", "0.1,0.2", "--beta2", "3"], ["compress", "-", "-"],
+                                  ["compress", "--refine", "-1"], ["compress", "--refine", "5", "--target-bpp", "0.3"],
                                   ["train", "--lr", "nan"], ["train", "--minutes", "inf"], ["train", "--steps", "0"],
                                   ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"]])
 def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args):
@@ -80,6 +81,11 @@ def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args
     assert r.exit_code == 2, r.output
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("hitcodec: error:")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # nothing written
+
+
+def test_refine_writes_a_file_that_decodes(tmp_path, tiny_path, png):
+    r = run("compress", png, "-o", tmp_path / "r.hit", "--refine", "3", "--verify", "--model", tiny_path)
+    assert r.exit_code == 0 and "verified" in r.output, r.output
 
 
 def test_bad_data_exits_1_in_one_line(tmp_path, tiny_path, png):

@@ -296,3 +296,30 @@ def test_a_child_forked_while_another_thread_codes_can_code(tiny):
         release.set()
         thread.join()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_refinement_codes_better_latents_that_decode(tiny, photo, monkeypatch):
+    """compress --refine: the refined z1 decodes like any other, the same image gives the same file, and the
+    rounded objective of the refined offsets is never above the encoder's own (the best check is kept)."""
+    from hitcodec import refine
+    from hitcodec.models.ghvae import pad_to_stride
+
+    image = CodecImage(photo[:40, :56], None, "RGB")
+    coded = codec.encode(tiny, image, 0.5, 0.5, refine_steps=6)
+    assert codec.encode(tiny, image, 0.5, 0.5, refine_steps=6).data == coded.data
+    decoded = codec.decode(tiny, coded.data)
+    assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+    model, x = tiny.model, torch.from_numpy(image.rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    e = codec._embed(model, 0.5, 0.5)
+    with torch.no_grad():
+        h, y2 = codec._bottom_up(model, pad_to_stride(x), e)
+        ctx, mean1, scale1 = refine.z1_context(model, y2, e)
+        o1 = model.posterior_z1(h, ctx, mean1, e) - mean1
+    best, history = refine.refine_z1(model, x, e, mean1, scale1, o1, 0.5, 20, lr=0.05, check_every=5)
+    assert len(history) == 5 and min(history) <= history[0]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="refine_steps"):
+            codec.encode(tiny, image, 1.0, 1.0, refine_steps=bad)
+    monkeypatch.setattr(codec, "REFINE_MAX_PIXELS", 40 * 55)
+    with pytest.raises(ValueError, match="refinement is limited"):
+        codec.encode(tiny, image, 1.0, 1.0, refine_steps=1)

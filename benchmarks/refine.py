@@ -1,0 +1,97 @@
+"""What encoder-side refinement of z1 (`compress --refine N`, hitcodec/refine.py) gains, with real bytes.
+
+    python -m benchmarks.refine [--model NAME=PATH ...] [--betas 0.2,1,5] [--steps 0,100] [--crop 256] --out DIR
+
+For each model (default: the shipped one), diagonal point beta2 = beta1 = b and number of steps: the mean bpp
+and PSNR over the dev-eval photos (centre crops of at most crop^2; 0 = whole photos), the per-pixel objective
+(D + b R) / b of those means (as `benchmarks.fixed_beta` computes it) and the encode time per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.fixed_beta import dev_crops, objective
+from benchmarks.rd import bd_rate
+from hitcodec import codec
+from hitcodec.api import resolve_model
+from hitcodec.cli import json_safe
+
+
+def measure(loaded, images, beta: float, steps: int) -> dict:
+    rows = []
+    for name, image in images:
+        start = time.perf_counter()
+        coded = codec.encode(loaded, image, beta, beta, refine_steps=steps)
+        seconds = time.perf_counter() - start
+        decoded = codec.decode(loaded, coded.data)
+        rows.append({"image": name, "bpp": coded.bpp, "psnr": codec.psnr(image.rgb, decoded.image.rgb),
+                     "encode_s": seconds})
+    point = {"beta2": beta, "beta1": beta, "steps": steps,
+             **{k: float(np.mean([r[k] for r in rows])) for k in ("bpp", "psnr", "encode_s")}}
+    point["objective"] = objective(point, loaded.model.config.sigma_x)
+    return {**point, "images": rows}
+
+
+def report(results: dict) -> str:
+    lines = ["# Encoder-side refinement of z1: what it gains", "",
+             f"`python -m benchmarks.refine {results['argv']}`; real bytes on {results['images']} dev-eval photos "
+             f"(centre crops of at most {results['crop'] or 'whole'}²), {results['threads']} threads. Objective: "
+             "per-pixel (D + βR)/β of the mean bpp and PSNR (lower is better); change against the same model "
+             "without refinement.", "",
+             "| model | β2 = β1 | steps | bpp | PSNR dB | objective | change | encode s/image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, points in results["models"].items():
+        base = {p["beta1"]: p["objective"] for p in points if p["steps"] == 0}
+        for p in points:
+            change = f"{100 * (p['objective'] / base[p['beta1']] - 1):+.1f} %" if p["beta1"] in base else ""
+            lines.append(f"| {name} | {p['beta1']:g} | {p['steps']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
+                         f"{p['objective']:.4f} | {change} | {p['encode_s']:.1f} |")
+    lines += ["", "BD-rate over the measured points against the same model without refinement (negative = fewer "
+              "bits at equal PSNR):", ""]
+    for name, points in results["models"].items():
+        by_steps: dict[int, list[dict]] = {}
+        for p in points:
+            by_steps.setdefault(p["steps"], []).append(p)
+        for steps, curve in by_steps.items():
+            if steps and 0 in by_steps and len(curve) > 1:
+                lines.append(f"- {name}, {steps} steps: {bd_rate(by_steps[0], curve):+.1f} %")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                        help="a model to measure (default: the shipped one, named shipped)")
+    parser.add_argument("--betas", default="0.2,1,5", help="diagonal points beta2 = beta1, comma-separated")
+    parser.add_argument("--steps", default="0,100", help="refinement steps to measure, comma-separated")
+    parser.add_argument("--crop", type=int, default=256, help="centre crops of at most crop^2 (0: whole photos)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    models = dict(m.split("=", 1) for m in args.model) if args.model else {"shipped": None}
+    betas = [float(b) for b in args.betas.split(",")]
+    steps = [int(s) for s in args.steps.split(",")]
+    images = dev_crops(args.crop)
+    results = {"argv": " ".join(argv) if argv is not None else "", "images": len(images), "crop": args.crop,
+               "threads": args.threads, "models": {}}
+    for name, path in models.items():
+        loaded = resolve_model(path)
+        results["models"][name] = [measure(loaded, images, b, n) for b in betas for n in steps]
+        print(f"{name}: done", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(json_safe(results), indent=1))
+    (args.out / "REPORT.md").write_text(report(results))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])
