@@ -78,7 +78,8 @@ def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: 
     beta2 and beta1, in the model's range ([0.1, 10] for the shipped model), weigh the rates of z2 and of z1
     against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
     0.3 bpp at 1, 1 with the shipped model. ``refine_steps`` > 0 refines z1 for this image by that many gradient
-    steps on the objective: a smaller file at the same quality, for a much slower encode (README, `--refine`).
+    steps on the objective: a better rate/distortion trade-off at the same betas, for a much slower encode
+    (README, `--refine`).
     """
     return compress_image(image, beta2, beta1, model=model, verify=verify, device=device,
                           refine_steps=refine_steps, _stacklevel=3).data
