@@ -167,7 +167,8 @@ def prior_networks(loaded: LoadedModel, beta2: float, beta1: float,
     the float32 model in version 1 (whose files decode as they were made)."""
     if version == 1:
         return loaded.model, _embed(loaded.model, beta2, beta1)
-    return loaded.priors(), _embed(loaded.priors(), beta2, beta1, torch.float64)
+    model = loaded.priors()
+    return model, _embed(model, beta2, beta1, torch.float64)
 
 
 def latents_crc(symbols: dict[str, np.ndarray]) -> int:
