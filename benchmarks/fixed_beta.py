@@ -99,9 +99,11 @@ def train_model(name: str, betas: str, args) -> Path:
                       z2_warmup=args.steps // 4, betas=betas,
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
-                      bins_init="zero" if fixed else args.bins_init, **fast)
+                      bins_init="zero" if fixed else args.bins_init, beta_warmup=0 if fixed else args.beta_warmup,
+                      **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
-                                         cond_kernels=0 if fixed else args.cond_kernels))  # as `train` stores it
+                                         cond_kernels=0 if fixed else args.cond_kernels,
+                                         bins_max=0.0 if fixed else args.bins_max))  # as `train` stores it
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)
@@ -112,7 +114,7 @@ def train_model(name: str, betas: str, args) -> Path:
 
 
 RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
-          "loss_norm", "bins_init")  # the TrainConfig fields of another run
+          "loss_norm", "bins_init", "beta_warmup")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -347,7 +349,7 @@ def report(results: dict) -> str:
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
-            "train_only")  # not for --model
+            "bins_max", "beta_warmup", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -390,6 +392,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bins-init", choices=BINS_INITS, default="zero",
                         help="with --latent-bins: how the conditioned models' bin widths start (sqrt-beta: at the "
                         "square root of their layer's beta; TrainConfig.bins_init)")
+    parser.add_argument("--bins-max", type=float, default=0.0, metavar="WIDTH",
+                        help="with --latent-bins: cap the conditioned models' bin widths at WIDTH "
+                             "(GHVAEConfig.bins_max; default 0, no cap)")
+    parser.add_argument("--beta-warmup", type=int, default=0, metavar="STEPS",
+                        help="the conditioned models' betas open from the high-rate corner to the whole square over "
+                             "this many steps (TrainConfig.beta_warmup; default 0, the whole square at once)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
@@ -418,6 +426,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--eval-every must be >= 0, not {args.eval_every}")
     if args.bins_init != "zero" and not args.latent_bins:
         parser.error(f"--bins-init {args.bins_init} needs --latent-bins")
+    if args.bins_max and not (args.latent_bins and args.bins_max > 0 and math.isfinite(args.bins_max)):
+        parser.error(f"--bins-max must be a width > 0 and needs --latent-bins, not {args.bins_max}")
+    if args.beta_warmup < 0:
+        parser.error(f"--beta-warmup must be >= 0, not {args.beta_warmup}")
     if args.model:
         trained_only = [f"--{d.replace('_', '-')}" for d in TRAINING if getattr(args, d) != parser.get_default(d)]
         if trained_only:

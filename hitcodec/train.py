@@ -76,6 +76,8 @@ class TrainConfig:
     # identity and have far to go while the rest should move little (e.g. --lr 2e-5 --bins-lr 5e-4)
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
     # parameter by about lr); a run that loads Adam's state has none
+    beta_warmup: int = 0  # steps over which the sampled betas open from the square's high-rate corner (beta_min,
+    # beta_min) to the whole square (`open_betas`), so that every z1 channel starts in use; 0 = the whole square at once
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
 
@@ -84,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {self.loss_norm!r}")
         if not self.lr_drop_factor >= 1:
             raise ValueError(f"lr_drop_factor must be >= 1, not {self.lr_drop_factor}")
+        if not (isinstance(self.beta_warmup, int) and self.beta_warmup >= 0):
+            raise ValueError(f"beta_warmup must be a whole number >= 0, not {self.beta_warmup!r}")
         if self.bins_init not in BINS_INITS:
             raise ValueError(f"bins_init must be one of {', '.join(BINS_INITS)}, not {self.bins_init!r}")
 
@@ -206,6 +210,16 @@ def sample_betas(batch: int, mode: str, generator: torch.Generator,
     elif mode == "diagonal":
         square[:, 1] = square[:, 0]
     return square[:, 0].exp(), square[:, 1].exp()
+
+
+def open_betas(beta2: torch.Tensor, beta1: torch.Tensor, fraction: float,
+               beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled betas drawn towards the square's high-rate corner (beta_min, beta_min): ln beta moves to
+    ln beta_min + ``fraction`` (ln beta - ln beta_min), so 0 puts every image at beta_min and 1 leaves the betas as
+    sampled (``TrainConfig.beta_warmup`` opens the square so, step by step). The same distribution, shrunk."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    lo = math.log(beta_range[0])
+    return tuple(torch.exp(lo + (b.log() - lo) * fraction) for b in (beta2, beta1))
 
 
 def load_dev_images(cfg: TrainConfig) -> list[torch.Tensor]:
@@ -469,7 +483,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
-        beta2, beta1 = to_device(sample_betas(cfg.batch, cfg.betas, gen, beta_range), device)
+        beta2, beta1 = sample_betas(cfg.batch, cfg.betas, gen, beta_range)
+        if cfg.beta_warmup > step and not cfg.betas.startswith("fixed:"):
+            beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
+        beta2, beta1 = to_device((beta2, beta1), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
         out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
         step += 1

@@ -220,6 +220,43 @@ def test_latent_bins_start_as_the_identity_and_round_trip(photo):
     assert not torch.allclose(widths[0], widths[1])
 
 
+def test_bins_max_caps_the_bin_widths_straight_through(photo):
+    """GHVAEConfig.bins_max: no width above the cap at any beta, while a width held there keeps the gradient it would
+    have at the cap (straight through), so it can come back down; the cap is part of the stored config and the
+    model id."""
+    from dataclasses import replace
+
+    from hitcodec.models.ghvae import GHVAE, GHVAEConfig
+    from hitcodec.weights import model_from_state
+
+    from conftest import TINY
+
+    with pytest.raises(ValueError, match="bins_max"):
+        GHVAEConfig(bins_max=-1.0)
+    torch.manual_seed(0)
+    capped = GHVAE(replace(TINY, latent_bins=True, bins_max=1.5))
+    with torch.no_grad():
+        capped.bins_z1.weight.normal_(0, 2)
+        capped.bins_z1.bias.copy_(torch.linspace(-2, 2, TINY.z1_channels))
+    e = codec._embed(capped, 0.1, 10.0)
+    width = capped.bin_width("z1", e).flatten()
+    width.sum().backward()
+    width = width.detach()
+    assert float(width.max()) == pytest.approx(1.5) and float(width.min()) < 1.5
+    grad = capped.bins_z1.bias.grad
+    assert torch.allclose(grad, width)  # d(sum of widths) / d(ln width): the width itself, capped or not
+    assert capped.config.to_dict()["bins_max"] == 1.5 and "bins_max" not in TINY.to_dict()
+    state = {"model_config": capped.config.to_dict(), "model": capped.state_dict()}
+    assert model_from_state(state).config.bins_max == 1.5
+    uncapped = GHVAE(replace(TINY, latent_bins=True))
+    uncapped.load_state_dict(capped.state_dict())
+    assert model_id(uncapped) != model_id(capped)
+    loaded = LoadedModel(capped.eval(), model_id(capped), "capped")
+    coded = codec.encode(loaded, CodecImage(photo, None, "RGB"), 0.5, 2.0)
+    decoded = codec.decode(loaded, coded.data)
+    assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+
+
 def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     """A CondConv layer (GHVAEConfig.cond_kernels) starts as its plain convolution; once its kernel depends on beta,
     each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""

@@ -1,7 +1,7 @@
 import json
 import math
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from hitcodec.train import (SCORE_KIND, TrainConfig, _optimizer, _score_of, _set_lr, export_weights, load_checkpoint,
-                             load_dev_images, sample_betas, train)
+                             load_dev_images, open_betas, sample_betas, train)
 from hitcodec.weights import load_model
 
 from conftest import TINY
@@ -32,6 +32,39 @@ def test_beta_sampling_covers_the_square_and_the_diagonal():
     for bad in ("fixed:20,1", "fixed:1", "fixed:a,b", "circle"):
         with pytest.raises(ValueError):
             sample_betas(3, bad, g)
+
+
+def test_beta_warmup_opens_the_square_from_its_high_rate_corner(tmp_path, photo, monkeypatch):
+    import hitcodec.train as training
+
+    b2, b1 = sample_betas(1000, "mix", torch.Generator().manual_seed(0))
+    assert torch.allclose(torch.stack(open_betas(b2, b1, 0.0)), torch.tensor(0.1))
+    half2, half1 = open_betas(b2, b1, 0.5)  # ln beta halfway from ln 0.1: the square [0.1, 1]^2, same distribution
+    assert torch.allclose(half2.log(), (b2.log() + math.log(0.1)) / 2) and half1.max() <= 1.0 + 1e-6
+    assert torch.allclose(torch.stack(open_betas(b2, b1, 1.0)), torch.stack([b2, b1]))
+    assert torch.allclose(open_betas(b2, b1, 0.0, (0.5, 2.0))[0], torch.tensor(0.5))  # the model's own square
+    with pytest.raises(ValueError, match="beta_warmup"):
+        TrainConfig(data="d", out="o", beta_warmup=-1)
+
+    seen = []  # the betas of each training step
+    real_step = training.training_step
+
+    def spy(net, model, opt, x, beta2, beta1, *rest):
+        seen.append((beta2.clone(), beta1.clone()))
+        return real_step(net, model, opt, x, beta2, beta1, *rest)
+
+    monkeypatch.setattr(training, "training_step", spy)
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), patch=64, batch=16, steps=3, eval_every=3,
+                      beta_warmup=2)
+    train(cfg, model_config=TINY, progress=False)
+    (s2, s1), (h2, h1), (w2, w1) = seen
+    assert torch.allclose(torch.stack([s2, s1]), torch.tensor(0.1))  # step 0: the corner (0.1, 0.1) only
+    assert h2.max() <= 1 + 1e-6 and h1.max() <= 1 + 1e-6 and h1.max() > 0.3  # step 1: [0.1, 1]^2
+    assert w1.max() > 1.5  # step 2: the whole square
+    seen.clear()
+    train(replace(cfg, out=str(tmp_path / "fixed"), betas="fixed:2,2", steps=1), model_config=TINY, progress=False)
+    assert seen[0][0].tolist() == [2.0] * 16  # one point: nothing to open
 
 
 def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
@@ -139,14 +172,15 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4  # in the checkpoint's folder, not b, its stored --out
 
 
-def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo):
+def test_train_cli_lr_and_beta_warmups(tmp_path, tiny_path, photo):
     from click.testing import CliRunner
 
     from hitcodec.cli import main
 
     Image.fromarray(photo).save(tmp_path / "0.png")
     common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1", "--lr", "1e-3"]
-    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "2", "--lr-warmup", "4"],
+    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "2", "--lr-warmup", "4",
+             "--beta-warmup", "5"],
             ["--resume", str(tmp_path / "a" / "last.pt"), "--steps", "3"]]  # loads Adam's state: no warm-up
     lrs = []
     for args in runs:
@@ -155,6 +189,7 @@ def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo)
         state = load_checkpoint(tmp_path / "a" / "last.pt")
         lrs.append([group["lr"] for group in state["optimizer"]["param_groups"]])
     assert state["train_config"]["lr_warmup"] == 4 and state["step"] == 3
+    assert state["train_config"]["beta_warmup"] == 5  # kept by the resumed run
     assert lrs == [[pytest.approx(1e-3 * 2 / 4)], [1e-3]]  # the lr of each run's last step
 
 

@@ -80,10 +80,13 @@ class GHVAEConfig:
     beta_max: float = BETA_MAX
     latent_bins: bool = False  # a learned bin width per latent channel as a function of beta (module docstring)
     cond_kernels: int = 0  # > 0: every conv of g_a and g_s adds a beta-weighted mixture of this many kernels (CondConv)
+    bins_max: float = 0.0  # > 0: the learned bin widths are capped at this (`GHVAE.bin_width`); 0 = no cap
 
     def __post_init__(self):
         if not (isinstance(self.cond_kernels, int) and self.cond_kernels >= 0):
             raise ValueError(f"cond_kernels must be a whole number >= 0, not {self.cond_kernels!r}")
+        if not (math.isfinite(self.bins_max) and self.bins_max >= 0):
+            raise ValueError(f"bins_max must be 0 (no cap) or a width > 0, not {self.bins_max!r}")
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
             raise ValueError(f"the beta range must satisfy 0 < beta_min < beta_max, not "
                              f"[{self.beta_min:g}, {self.beta_max:g}]")
@@ -98,6 +101,8 @@ class GHVAEConfig:
             del d["latent_bins"]
         if not self.cond_kernels:
             del d["cond_kernels"]
+        if not self.bins_max:
+            del d["bins_max"]
         return d
 
 
@@ -245,10 +250,19 @@ class GHVAE(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def bin_width(self, layer: str, e: torch.Tensor) -> torch.Tensor | None:
-        """Δ, (B, C, 1, 1), of latent layer "z2" or "z1"; None for a model without ``latent_bins`` (Δ = 1)."""
+        """Δ, (B, C, 1, 1), of latent layer "z2" or "z1"; None for a model without ``latent_bins`` (Δ = 1).
+
+        With ``bins_max`` Δ is capped there, with a straight-through gradient: a width held at the cap still
+        feels the pull of the betas that want it smaller, as the cap's own gradient (a plain clamp has none above
+        it, and froze every width of a new model at the cap within 2 000 steps). Uncapped, a small model trained from
+        scratch over the whole square let the widths of most z1 channels grow at every beta, pushed by the high
+        betas, until those channels carried nothing even at beta = 0.1 (docs/equal-steps.md)."""
         if not self.config.latent_bins:
             return None
-        return torch.exp((self.bins_z2 if layer == "z2" else self.bins_z1)(e))[:, :, None, None]
+        ln_width = (self.bins_z2 if layer == "z2" else self.bins_z1)(e)
+        if self.config.bins_max:
+            ln_width = ln_width - (ln_width - math.log(self.config.bins_max)).clamp(min=0).detach()
+        return torch.exp(ln_width)[:, :, None, None]
 
     # -- the per-layer priors: one function each, called by training, encoder and decoder ------------
     def prior_z2(self, e: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,93 @@
+"""How many latent channels a model uses at each beta: bits per channel of z1 and z2 on the dev photos.
+
+    python -m benchmarks.channels --model mix=runs/X/mix/last.pt --model fixed=runs/Y/fixed-0.2/last.pt \
+        --betas 0.1,0.2,1,5 [--crop 256] [--out DIR]
+
+For each model and point beta2 = beta1 = b: the rates of the rounded latents under the model's own priors (an
+estimate, as the training log's dev evaluation; the coded file adds a few bytes), the PSNR of its uint8 output, and
+for each layer the number of channels that carry more than 0.1 bit per latent and the fewest that carry 99 % of its
+bits. A channel whose symbols are all 0 costs nothing and tells the synthesis nothing: a model that has let most of
+its z1 channels go so cannot spend more bits where beta asks for them (docs/equal-steps.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from benchmarks.fixed_beta import dev_crops
+from hitcodec.models.ghvae import gaussian_rate, log_beta_input
+from hitcodec.weights import load_model
+
+USED_BITS = 0.1  # a channel "in use" carries more than this many bits per latent (per position of its layer)
+
+
+def channel_counts(bits: torch.Tensor) -> dict:
+    """Channels in use (> USED_BITS) and the fewest that carry 99 % of the layer's bits, from mean bits per latent
+    of each channel."""
+    ordered = bits.sort(descending=True).values
+    share = ordered.cumsum(0) / ordered.sum().clamp_min(1e-12)
+    return {"used": int((bits > USED_BITS).sum()), "for_99_percent": int((share < 0.99).sum()) + 1}
+
+
+@torch.no_grad()
+def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
+    """One row per beta (beta2 = beta1) for the model at ``path`` on the batch of images ``x`` in [0, 1]."""
+    model = load_model(path).model
+    pixels = len(x) * x.shape[2] * x.shape[3]
+    rows = []
+    for beta in betas:
+        e = model.embed(log_beta_input(torch.full((len(x),), beta), torch.full((len(x),), beta)))
+        h, y2 = model.bottom_up(x, e)
+        mean2, scale2 = model.prior_z2(e, y2.shape[2], y2.shape[3])
+        z2_hat = mean2 + torch.round(y2 - mean2)
+        ctx = model.top_down(z2_hat, e)
+        mean1, scale1 = model.prior_z1(ctx, e)
+        z1_hat = mean1 + torch.round(model.posterior_z1(h, ctx, mean1, e) - mean1)
+        x_hat = (model.synthesis(z1_hat, e).clamp(0, 1) * 255).round() / 255
+        psnr = (10 * torch.log10(1 / (x_hat - x).pow(2).mean(dim=(1, 2, 3)))).mean()
+        row = {"beta": beta, "psnr": round(float(psnr), 3)}
+        for name, z_hat, mean, scale in (("z2", z2_hat, mean2, scale2), ("z1", z1_hat, mean1, scale1)):
+            bits = gaussian_rate(z_hat, mean, scale).mean(dim=(0, 2, 3)) / math.log(2)  # per latent, per channel
+            bpp = float(bits.sum()) * z_hat.shape[2] * z_hat.shape[3] * len(x) / pixels
+            row[name] = {"bpp": round(bpp, 5), "channels": len(bits), **channel_counts(bits)}
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--betas", default="0.1,0.2,1,5", help="points beta2 = beta1, comma-separated")
+    parser.add_argument("--crop", type=int, default=256, help="side of the dev-photo centre crops")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="folder for channels.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    betas = [float(b) for b in args.betas.split(",")]
+    crops = [image.rgb for _, image in dev_crops(args.crop)]
+    if len({c.shape for c in crops}) > 1:
+        parser.error("the dev crops differ in size: give a --crop no larger than the smallest dev photo")
+    x = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
+    results = {}
+    print("model        beta   PSNR dB   z2 bpp used/99%    z1 bpp used/99%")
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        results[name] = {"path": path, "rows": measure(path, betas, x)}
+        for r in results[name]["rows"]:
+            z2, z1 = r["z2"], r["z1"]
+            print(f"{name:12s} {r['beta']:<6g} {r['psnr']:7.2f}   "
+                  + "     ".join(f"{z['bpp']:.4f} {z['used']:3d}/{z['for_99_percent']:<3d} of {z['channels']}"
+                                 for z in (z2, z1)))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "channels.json").write_text(json.dumps(
+            {"crop": args.crop, "images": len(crops), "used_bits": USED_BITS, "models": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
