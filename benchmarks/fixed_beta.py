@@ -318,12 +318,12 @@ def report(results: dict) -> str:
         "## BD-rate (%, negative = fewer bits at equal PSNR)", "",
         "| test vs anchor | BD-rate |", "|---|---|",
     ]
-    lines += [f"| {k} | {v:+.1f} |" for k, v in results["bd_rate_pct"].items()]
+    lines += [f"| {k} | {_pct(v)} |" for k, v in results["bd_rate_pct"].items()]
     if results.get("replicates_bd_rate_pct"):
         lines += ["", "Where a model was given more than once (replicates, e.g. seeds, numbered in the order given), "
                   "the curves above and below are their point-by-point means; single replicates against each "
                   "other:", "", "| test vs anchor | BD-rate |", "|---|---|"]
-        lines += [f"| {k} | {v:+.1f} |" for k, v in results["replicates_bd_rate_pct"].items()]
+        lines += [f"| {k} | {_pct(v)} |" for k, v in results["replicates_bd_rate_pct"].items()]
     lines += ["", "## At each fixed point", "",
               "Objective gap: per-pixel (D + beta R) / beta from the measured bytes and PSNR, conditioned model "
               "against the fixed-beta model at the same beta (positive = the conditioned model is worse).", "",
@@ -345,6 +345,11 @@ def report(results: dict) -> str:
         lines += [f"| {p['beta2']:g} | {p['beta1']:g} | {p['bpp']:.4f} | {p['bpp_z2']:.4f} | {p['psnr']:.2f} |"
                   for p in hull]
     return "\n".join(lines) + "\n"
+
+
+def _pct(bd_rate_pct: float) -> str:
+    """A BD-rate for the report: NaN (`bd_rate`'s answer for curves without a common PSNR range) said as such."""
+    return "undefined (the PSNR ranges do not overlap)" if math.isnan(bd_rate_pct) else f"{bd_rate_pct:+.1f}"
 
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
@@ -469,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--fixed-from: {path} measured {', '.join(differ)} at other betas than a run before it")
     results = run(args, stored)
     for k, v in results["bd_rate_pct"].items():
-        print(f"{k}: {v:+.1f} %")
+        print(f"{k}: {_pct(v)}{'' if math.isnan(v) else ' %'}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ class TrainConfig:
     lr_warmup: int = 0  # steps over which a fresh Adam's learning rates ramp up from 0 (its first steps move every
     # parameter by about lr); a run that loads Adam's state has none
     beta_warmup: int = 0  # steps over which the sampled betas open from the square's high-rate corner (beta_min,
-    # beta_min) to the whole square (`open_betas`), so that every z1 channel starts in use; 0 = the whole square at once
+    # beta_min) to the whole square (`open_betas`); 0 = the whole square at once. At small scale every z1 channel was
+    # in use at the end of the warm-up, but most were lost later, and the model was worse (docs/equal-steps.md)
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
 

@@ -172,15 +172,14 @@ def test_train_cli_latent_bins_are_added_to_trained_weights_and_kept(tmp_path, t
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4  # in the checkpoint's folder, not b, its stored --out
 
 
-def test_train_cli_lr_and_beta_warmups(tmp_path, tiny_path, photo):
+def test_train_cli_lr_warmup_ramps_a_fresh_adam_only(tmp_path, tiny_path, photo):
     from click.testing import CliRunner
 
     from hitcodec.cli import main
 
     Image.fromarray(photo).save(tmp_path / "0.png")
     common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1", "--lr", "1e-3"]
-    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "2", "--lr-warmup", "4",
-             "--beta-warmup", "5"],
+    runs = [["--resume", str(tiny_path), "--out", str(tmp_path / "a"), "--steps", "2", "--lr-warmup", "4"],
             ["--resume", str(tmp_path / "a" / "last.pt"), "--steps", "3"]]  # loads Adam's state: no warm-up
     lrs = []
     for args in runs:
@@ -189,7 +188,6 @@ def test_train_cli_lr_and_beta_warmups(tmp_path, tiny_path, photo):
         state = load_checkpoint(tmp_path / "a" / "last.pt")
         lrs.append([group["lr"] for group in state["optimizer"]["param_groups"]])
     assert state["train_config"]["lr_warmup"] == 4 and state["step"] == 3
-    assert state["train_config"]["beta_warmup"] == 5  # kept by the resumed run
     assert lrs == [[pytest.approx(1e-3 * 2 / 4)], [1e-3]]  # the lr of each run's last step
 
 

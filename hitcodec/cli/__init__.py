@@ -804,15 +804,12 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--bins-init", type=click.Choice(["zero", "sqrt-beta"]),
               help="How a new model's learned bin widths start: zero (width 1, the default) or sqrt-beta (the "
                    "square root of their layer's beta; worse at small scale, docs/equal-steps.md).")
-@click.option("--beta-warmup", type=click.IntRange(min=0),
-              help="Steps over which the sampled betas open from the high-rate corner (beta_min, beta_min) to the "
-                   "whole square, so that every latent channel starts in use; 0 = none (default).")
 @click.option("--lr-warmup", type=click.IntRange(min=0),
               help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
                    "weights (a run that loads Adam's state has none); 0 = none.")
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, lr_drop_factor, z2_warmup, betas,
           eval_every, device, amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr,
-          bins_init, beta_warmup, lr_warmup):
+          bins_init, lr_warmup):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
@@ -835,8 +832,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
                          lr=lr, lr_drop=lr_drop, lr_drop_factor=lr_drop_factor, z2_warmup=z2_warmup, betas=betas,
                          eval_every=eval_every, device=device, amp=amp, channels_last=channels_last,
                          compile=compile_, compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
-                         latent_bins=latent_bins, bins_lr=bins_lr, bins_init=bins_init, beta_warmup=beta_warmup,
-                         lr_warmup=lr_warmup)
+                         latent_bins=latent_bins, bins_lr=bins_lr, bins_init=bins_init, lr_warmup=lr_warmup)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     try:
