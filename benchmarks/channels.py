@@ -30,8 +30,10 @@ def channel_counts(bits: torch.Tensor) -> dict:
     """Channels in use (> USED_BITS) and the fewest that carry 99 % of the layer's bits, from mean bits per latent
     of each channel."""
     ordered = bits.sort(descending=True).values
-    share = ordered.cumsum(0) / ordered.sum().clamp_min(1e-12)
-    return {"used": int((bits > USED_BITS).sum()), "for_99_percent": int((share < 0.99).sum()) + 1}
+    if not ordered.sum() > 0:  # a layer that carries nothing
+        return {"used": 0, "for_99_percent": 0}
+    share = ordered.cumsum(0) / ordered.sum()
+    return {"used": int((bits > USED_BITS).sum()), "for_99_percent": min(int((share < 0.99).sum()) + 1, len(bits))}
 
 
 @torch.no_grad()

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from benchmarks import fixed_beta
+from benchmarks import channels, fixed_beta
 from hitcodec.train import load_checkpoint
 
 
@@ -104,7 +105,8 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out2), "--model", bad])
         assert exc.value.code == 2
-    for ignored in (["--channels", "32"], ["--device", "cuda"], ["--latent-bins"], ["--train-only"], ["--seed", "1"]):
+    for ignored in (["--channels", "32"], ["--device", "cuda"], ["--latent-bins"], ["--train-only"], ["--seed", "1"],
+                    ["--beta-warmup", "3"]):
         with pytest.raises(SystemExit) as exc:  # options of training, which --model does not do: refused, not ignored
             fixed_beta.main(["--out", str(out2), "--model", f"mix={runs}/mix/last.pt", *ignored])
         assert exc.value.code == 2
@@ -118,7 +120,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
             "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1",
-            "--lr-drop", "0.5", "--lr-drop-factor", "10", "--channels", "16"]
+            "--lr-drop", "0.5", "--lr-drop-factor", "10", "--bins-max", "2", "--beta-warmup", "4", "--channels", "16"]
     fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8
@@ -129,8 +131,17 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert configs["mix"]["latent_bins"] and configs["fixed-1"]["latent_bins"]
     assert configs["mix"]["cond_kernels"] == 1 and "cond_kernels" not in configs["fixed-1"]
     assert configs["mix"]["n"] == configs["fixed-1"]["n"] == 16  # --channels: both widths
+    assert configs["mix"]["bins_max"] == 2.0 and "bins_max" not in configs["fixed-1"]  # the conditioned model only
     stored = load_checkpoint(runs / "mix" / "last.pt")["train_config"]
-    assert (stored["lr_drop"], stored["lr_drop_factor"]) == (0.5, 10)
+    assert (stored["lr_drop"], stored["lr_drop_factor"], stored["beta_warmup"]) == (0.5, 10, 4)
+    assert load_checkpoint(runs / "fixed-1" / "last.pt")["train_config"]["beta_warmup"] == 0
+    channels.main(["--model", f"mix={runs}/mix/last.pt", "--betas", "0.2,5", "--crop", "64", "--threads", "1",
+                   "--out", str(tmp_path / "channels")])
+    rows = json.loads((tmp_path / "channels" / "channels.json").read_text())["models"]["mix"]["rows"]
+    assert [r["beta"] for r in rows] == [0.2, 5.0]
+    for r in rows:
+        assert r["z1"]["channels"] == 96 and 0 <= r["z1"]["used"] <= 96 and 1 <= r["z1"]["for_99_percent"] <= 96
+        assert r["z1"]["bpp"] > 0 and r["z2"]["channels"] == 64 and r["psnr"] > 5
     assert not (out / "results.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
     fixed_beta.main(argv)  # measures the two, retrains neither
@@ -144,10 +155,17 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert set(results["curves"]) == {"mix", "mix-grid", "fixed-1"}
     for bad in (["--names", "blend"], ["--names", ","], ["--names", "mix,fixed-2"], ["--beta-range", "5,1"],
                 ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"],
-                ["--channels", "0"], ["--lr-drop", "0"], ["--lr-drop", "1.5"], ["--lr-drop-factor", "0.5"]):
+                ["--channels", "0"], ["--lr-drop", "0"], ["--lr-drop", "1.5"], ["--lr-drop-factor", "0.5"],
+                ["--bins-max", "2"], ["--latent-bins", "--bins-max", "-1"], ["--beta-warmup", "-1"]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2
+
+
+def test_channel_counts():
+    bits = torch.tensor([0.5, 0.05, 0.3, 0.0, 0.2])  # bits per latent of each channel
+    assert channels.channel_counts(bits) == {"used": 3, "for_99_percent": 4}  # 0.5 + 0.3 + 0.2 = 95 % of 1.05
+    assert channels.channel_counts(torch.zeros(3)) == {"used": 0, "for_99_percent": 0}
 
 
 def test_dev_crops_zero_keeps_every_photo_whole():
