@@ -103,7 +103,8 @@ def train_model(name: str, betas: str, args) -> Path:
                       **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                                          cond_kernels=0 if fixed else args.cond_kernels,
-                                         bins_max=0.0 if fixed else args.bins_max))  # as `train` stores it
+                                         bins_max=0.0 if fixed else args.bins_max,
+                                         z1_min_channels=0 if fixed else args.z1_min_channels))  # as `train` stores it
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)
@@ -354,7 +355,7 @@ def _pct(bd_rate_pct: float) -> str:
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
-            "bins_max", "beta_warmup", "train_only")  # not for --model
+            "bins_max", "beta_warmup", "z1_min_channels", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -403,6 +404,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beta-warmup", type=int, default=0, metavar="STEPS",
                         help="the conditioned models' betas open from the high-rate corner to the whole square over "
                              "this many steps (TrainConfig.beta_warmup; default 0, the whole square at once)")
+    parser.add_argument("--z1-min-channels", type=int, default=0, metavar="K",
+                        help=f"the conditioned models use only the first K of their {SMALL.z1_channels} z1 channels at "
+                             "the top beta1, more as beta1 falls, all at the bottom (GHVAEConfig.z1_min_channels; "
+                             "default 0, all at every beta)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
@@ -433,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--bins-init {args.bins_init} needs --latent-bins")
     if args.bins_max and not (args.latent_bins and args.bins_max > 0 and math.isfinite(args.bins_max)):
         parser.error(f"--bins-max must be a width > 0 and needs --latent-bins, not {args.bins_max}")
+    if not 0 <= args.z1_min_channels <= SMALL.z1_channels:
+        parser.error(f"--z1-min-channels must lie in [0, {SMALL.z1_channels}], not {args.z1_min_channels}")
     if args.beta_warmup < 0:
         parser.error(f"--beta-warmup must be >= 0, not {args.beta_warmup}")
     if args.model:

@@ -81,10 +81,14 @@ class GHVAEConfig:
     latent_bins: bool = False  # a learned bin width per latent channel as a function of beta (module docstring)
     cond_kernels: int = 0  # > 0: every conv of g_a and g_s adds a beta-weighted mixture of this many kernels (CondConv)
     bins_max: float = 0.0  # > 0: the learned bin widths are capped at this (`GHVAE.bin_width`); 0 = no cap
+    z1_min_channels: int = 0  # > 0: z1 channels in use at beta1 = beta_max, all at beta_min (`GHVAE.z1_mask`)
 
     def __post_init__(self):
         if not (isinstance(self.cond_kernels, int) and self.cond_kernels >= 0):
             raise ValueError(f"cond_kernels must be a whole number >= 0, not {self.cond_kernels!r}")
+        if not (isinstance(self.z1_min_channels, int) and 0 <= self.z1_min_channels <= self.z1_channels):
+            raise ValueError(f"z1_min_channels must be a whole number in [0, z1_channels = {self.z1_channels}], "
+                             f"not {self.z1_min_channels!r}")
         if not (math.isfinite(self.bins_max) and self.bins_max >= 0):
             raise ValueError(f"bins_max must be 0 (no cap) or a width > 0, not {self.bins_max!r}")
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
@@ -103,6 +107,8 @@ class GHVAEConfig:
             del d["cond_kernels"]
         if not self.bins_max:
             del d["bins_max"]
+        if not self.z1_min_channels:
+            del d["z1_min_channels"]
         return d
 
 
@@ -126,9 +132,17 @@ class FiLM(nn.Module):
         return x * (1 + gain) + shift
 
 
-def beta_embedding(width: int) -> nn.Sequential:
-    """e = embed(log10 beta2, log10 beta1): the conditioning input of every FiLM layer."""
-    return nn.Sequential(nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
+def beta_embedding(width: int, keep_beta1: bool = False) -> nn.Sequential:
+    """e = embed(log10 beta2, log10 beta1): the conditioning input of every FiLM layer. With ``keep_beta1`` e has
+    log10 beta1 itself as a last column (width + 1 in all), from which `GHVAE.z1_mask` reads which z1 channels are
+    in use."""
+    layers = (nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
+    return _KeepBeta1(*layers) if keep_beta1 else nn.Sequential(*layers)
+
+
+class _KeepBeta1(nn.Sequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.cat([super().forward(x), x[:, 1:]], dim=1)
 
 
 class CondConv(nn.Module):
@@ -202,8 +216,9 @@ class GHVAE(nn.Module):
     def __init__(self, config: GHVAEConfig = GHVAEConfig()):
         super().__init__()
         self.config = config
-        n, m, c2, emb = config.n, config.z1_channels, config.z2_channels, config.embed
-        self.embed = beta_embedding(emb)
+        n, m, c2 = config.n, config.z1_channels, config.z2_channels
+        self.embed = beta_embedding(config.embed, keep_beta1=bool(config.z1_min_channels))
+        emb = config.embed + bool(config.z1_min_channels)  # the width of e
         # bottom-up features of x, 1/16 resolution
         self.g_a = CondSequential(
             conv(3, n), GDN(n), FiLM(n, emb),
@@ -265,6 +280,22 @@ class GHVAE(nn.Module):
             ln_width = ln_width - (ln_width - math.log(self.config.bins_max)).clamp(min=0).detach()
         return torch.exp(ln_width)[:, :, None, None]
 
+    def z1_mask(self, e: torch.Tensor) -> torch.Tensor | None:
+        """1 for the z1 channels in use at this beta1, 0 for the others, (B, m, 1, 1); None for a model without
+        ``z1_min_channels`` (all in use). The first z1_min_channels channels are in use at every beta1, and more
+        come in as beta1 falls, linearly in ln beta1, until all m are in use at beta_min (the ordered channels of
+        slimmable codecs). A channel not in use has no offset from its prior mean and the narrowest prior scale, so
+        it codes the symbol 0 at a rate of about 1e-5 nats, and the high betas cannot take it from the low ones
+        (docs/equal-steps.md)."""
+        cfg = self.config
+        if not cfg.z1_min_channels:
+            return None
+        top, bottom = math.log10(cfg.beta_max), math.log10(cfg.beta_min)
+        spread = ((top - e[:, -1:]) / (top - bottom)).clamp(0, 1)  # 0 at beta_max, 1 at beta_min
+        in_use = cfg.z1_min_channels + spread * (cfg.z1_channels - cfg.z1_min_channels)  # (B, 1)
+        channel = torch.arange(cfg.z1_channels, device=e.device, dtype=e.dtype)
+        return (channel < in_use).to(e.dtype)[:, :, None, None]
+
     # -- the per-layer priors: one function each, called by training, encoder and decoder ------------
     def prior_z2(self, e: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of p(z2), each (B, c2, height, width)."""
@@ -279,7 +310,11 @@ class GHVAE(nn.Module):
         mean, raw = self.prior_z1_net(ctx, e).chunk(2, dim=1)
         scale = F.softplus(raw)
         bins = self.bin_width("z1", e)
-        return _in_bins(mean, bins, divide=True), self.scale_bound(_in_bins(scale, bins, divide=True))
+        scale = self.scale_bound(_in_bins(scale, bins, divide=True))
+        mask = self.z1_mask(e)
+        if mask is not None:  # a channel not in use: the narrowest prior, so its symbol 0 costs next to nothing
+            scale = scale * mask + SCALE_MIN * (1 - mask)
+        return _in_bins(mean, bins, divide=True), scale
 
     # -- the inference and generative steps -------------------------------------------------------
     def analysis(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -300,7 +335,9 @@ class GHVAE(nn.Module):
 
     def posterior_z1(self, h: torch.Tensor, ctx: torch.Tensor, mean1: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Mean y1 of q(z1|ẑ2, x), parameterised as an offset from the prior mean."""
-        return mean1 + _in_bins(self.enc_z1(torch.cat([h, ctx], dim=1), e), self.bin_width("z1", e), divide=True)
+        offset = _in_bins(self.enc_z1(torch.cat([h, ctx], dim=1), e), self.bin_width("z1", e), divide=True)
+        mask = self.z1_mask(e)
+        return mean1 + (offset if mask is None else offset * mask.to(offset.dtype))
 
     def synthesis(self, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x_hat in [0, 1] scale (not clamped)."""
@@ -327,7 +364,11 @@ class GHVAE(nn.Module):
         mean1, scale1 = self.prior_z1(ctx, e)
         y1 = self.posterior_z1(h, ctx, mean1, e)
         z1_hat = quantize_ste(y1, mean1)
-        z1_rate_input = y1.float() + torch.rand_like(y1, dtype=torch.float32) - 0.5 if self.training else z1_hat
+        z1_rate_input = z1_hat
+        if self.training:  # no noise in the channels not in use, which code their prior mean exactly
+            noise = torch.rand_like(y1, dtype=torch.float32) - 0.5
+            mask = self.z1_mask(e)
+            z1_rate_input = y1.float() + (noise if mask is None else noise * mask.float())
         rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
         return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
 
