@@ -257,6 +257,49 @@ def test_bins_max_caps_the_bin_widths_straight_through(photo):
     assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
 
 
+def test_z1_min_channels_masks_z1_by_beta1(photo):
+    """GHVAEConfig.z1_min_channels: the first K z1 channels are in use at the top beta1, all at the bottom, more in
+    between; a channel not in use codes the symbol 0 at next to no rate (training and eval), files round-trip, and
+    the option is part of the stored config and the model id."""
+    from dataclasses import replace
+
+    from hitcodec.models.ghvae import GHVAE, GHVAEConfig
+    from hitcodec.weights import model_from_state
+
+    from conftest import TINY
+
+    for bad in (-1, 9, 2.5):
+        with pytest.raises(ValueError, match="z1_min_channels"):
+            GHVAEConfig(n=16, z1_channels=8, z2_channels=4, embed=8, z1_min_channels=bad)
+    torch.manual_seed(0)
+    masked = GHVAE(replace(TINY, latent_bins=True, z1_min_channels=2))
+    in_use = {b1: int(masked.z1_mask(codec._embed(masked, 1.0, b1)).sum()) for b1 in (10.0, 1.0, 0.1)}
+    assert in_use == {10.0: 2, 1.0: 5, 0.1: 8}  # 2 + (8 - 2) * t, t linear in ln beta1 from 0 at 10 to 1 at 0.1
+    assert masked.z1_mask(codec._embed(masked, 0.1, 10.0)).sum() == 2  # beta2 does not matter
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    beta = torch.tensor([10.0])
+    masked.train()
+    rate_train = masked(x, beta, beta)["rate_z1"].detach()
+    masked.eval()
+    rate_eval = masked(x, beta, beta)["rate_z1"].detach()
+    plain = GHVAE(replace(TINY, latent_bins=True)).eval()
+    assert float(rate_eval) < 0.5 * float(plain(x, beta, beta)["rate_z1"].detach())  # 2 of 8 channels carry it
+    mean, scale = masked.prior_z1(masked.top_down(torch.zeros(1, 4, 1, 1), codec._embed(masked, 10.0, 10.0)),
+                                  codec._embed(masked, 10.0, 10.0))
+    assert torch.all(scale[:, 2:] == 0.11) and torch.all(scale[:, :2] > 0.11) and float(rate_train) > 0
+    loaded = LoadedModel(masked, model_id(masked), "masked")
+    for beta2, beta1 in ((10.0, 10.0), (0.5, 0.4), (1.0, 0.1)):
+        coded = codec.encode(loaded, CodecImage(photo, None, "RGB"), beta2, beta1)
+        decoded = codec.decode(loaded, coded.data)
+        assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+        k = int(masked.z1_mask(codec._embed(masked, beta2, beta1)).sum())
+        assert not coded.symbols["z1"].reshape(8, -1)[k:].any()
+    assert masked.config.to_dict()["z1_min_channels"] == 2 and "z1_min_channels" not in TINY.to_dict()
+    state = {"model_config": masked.config.to_dict(), "model": masked.state_dict()}
+    again = model_from_state(state)
+    assert again.config.z1_min_channels == 2 and model_id(again) == model_id(masked)
+
+
 def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     """A CondConv layer (GHVAEConfig.cond_kernels) starts as its plain convolution; once its kernel depends on beta,
     each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""
