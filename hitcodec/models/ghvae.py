@@ -270,8 +270,8 @@ class GHVAE(nn.Module):
         With ``bins_max`` Δ is capped there, with a straight-through gradient: a width held at the cap still
         feels the pull of the betas that want it smaller, as the cap's own gradient (a plain clamp has none above
         it, and froze every width of a new model at the cap within 2 000 steps). Uncapped, a small model trained from
-        scratch over the whole square let the widths of most z1 channels grow at every beta, pushed by the high
-        betas, until those channels carried nothing even at beta = 0.1. Capped at 1, it lost them through its
+        scratch over the whole square let the widths of most z1 channels grow at every beta, until those channels
+        carried nothing even at beta = 0.1. Capped at 1, it lost them through its
         encoder instead and coded far worse (docs/equal-steps.md)."""
         if not self.config.latent_bins:
             return None
@@ -285,8 +285,9 @@ class GHVAE(nn.Module):
         ``z1_min_channels`` (all in use). The first z1_min_channels channels are in use at every beta1, and more
         come in as beta1 falls, linearly in ln beta1, until all m are in use at beta_min (the ordered channels of
         slimmable codecs). A channel not in use has no offset from its prior mean and the narrowest prior scale, so
-        it codes the symbol 0 at a rate of about 1e-5 nats, and the high betas cannot take it from the low ones
-        (docs/equal-steps.md)."""
+        it codes the symbol 0 at a rate of about 1e-5 nats, and the images at other betas send it no gradient. At
+        small scale the low betas left the channels reserved for them unused all the same, and the model came out
+        worse (docs/equal-steps.md)."""
         cfg = self.config
         if not cfg.z1_min_channels:
             return None
