@@ -120,8 +120,8 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
             "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1",
-            "--lr-drop", "0.5", "--lr-drop-factor", "10", "--bins-max", "2", "--beta-warmup", "4", "--z1-min-channels", "40",
-            "--channels", "16"]
+            "--lr-drop", "0.5", "--lr-drop-factor", "10", "--bins-max", "2", "--beta-warmup", "4",
+            "--z1-min-channels", "40", "--channels", "16"]
     fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8

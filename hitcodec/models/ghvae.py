@@ -141,6 +141,8 @@ def beta_embedding(width: int, keep_beta1: bool = False) -> nn.Sequential:
 
 
 class _KeepBeta1(nn.Sequential):
+    """The embedding network, with its input's log10 beta1 appended to its output (`beta_embedding`)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.cat([super().forward(x), x[:, 1:]], dim=1)
 
@@ -271,8 +273,8 @@ class GHVAE(nn.Module):
         feels the pull of the betas that want it smaller, as the cap's own gradient (a plain clamp has none above
         it, and froze every width of a new model at the cap within 2 000 steps). Uncapped, a small model trained from
         scratch over the whole square let the widths of most z1 channels grow at every beta, until those channels
-        carried nothing even at beta = 0.1. Capped at 1, it lost them through its
-        encoder instead and coded far worse (docs/equal-steps.md)."""
+        carried nothing even at beta = 0.1. Capped at 1, it lost them through its encoder instead and coded far worse
+        (docs/equal-steps.md)."""
         if not self.config.latent_bins:
             return None
         ln_width = (self.bins_z2 if layer == "z2" else self.bins_z1)(e)
