@@ -56,7 +56,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     if min(a.shape[:2]) <= 160:
         return float("nan")
-    ta, tb = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].float() for v in (a, b))
+    ta, tb = (torch.from_numpy(np.array(v)).permute(2, 0, 1)[None].float() for v in (a, b))
     return float(_ms_ssim(ta, tb, data_range=255))
 
 
