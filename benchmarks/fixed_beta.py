@@ -104,7 +104,8 @@ def train_model(name: str, betas: str, args) -> Path:
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                                          cond_kernels=0 if fixed else args.cond_kernels,
                                          bins_max=0.0 if fixed else args.bins_max,
-                                         z1_min_channels=0 if fixed else args.z1_min_channels))  # as `train` stores it
+                                         z1_min_channels=0 if fixed else args.z1_min_channels,
+                                         mask_synthesis=not fixed and args.mask_synthesis))  # as `train` stores it
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)
@@ -355,7 +356,7 @@ def _pct(bd_rate_pct: float) -> str:
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
-            "bins_max", "beta_warmup", "z1_min_channels", "train_only")  # not for --model
+            "bins_max", "beta_warmup", "z1_min_channels", "mask_synthesis", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -408,6 +409,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"the conditioned models use only the first K of their {SMALL.z1_channels} z1 channels at "
                              "the top beta1, more as beta1 falls, all at the bottom (GHVAEConfig.z1_min_channels; "
                              "default 0, all at every beta)")
+    parser.add_argument("--mask-synthesis", action="store_true",
+                        help="with --z1-min-channels: the synthesis reads 0 for the z1 channels not in use "
+                             "(GHVAEConfig.mask_synthesis)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),
@@ -440,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--bins-max must be a width > 0 and needs --latent-bins, not {args.bins_max}")
     if not 0 <= args.z1_min_channels <= SMALL.z1_channels:
         parser.error(f"--z1-min-channels must lie in [0, {SMALL.z1_channels}], not {args.z1_min_channels}")
+    if args.mask_synthesis and not args.z1_min_channels:
+        parser.error("--mask-synthesis needs --z1-min-channels")
     if args.beta_warmup < 0:
         parser.error(f"--beta-warmup must be >= 0, not {args.beta_warmup}")
     if args.model:

@@ -82,6 +82,7 @@ class GHVAEConfig:
     cond_kernels: int = 0  # > 0: every conv of g_a and g_s adds a beta-weighted mixture of this many kernels (CondConv)
     bins_max: float = 0.0  # > 0: the learned bin widths are capped at this (`GHVAE.bin_width`); 0 = no cap
     z1_min_channels: int = 0  # > 0: z1 channels in use at beta1 = beta_max, all at beta_min (`GHVAE.z1_mask`)
+    mask_synthesis: bool = False  # with z1_min_channels: the synthesis reads 0 for the z1 channels not in use
 
     def __post_init__(self):
         if not (isinstance(self.cond_kernels, int) and self.cond_kernels >= 0):
@@ -89,6 +90,8 @@ class GHVAEConfig:
         if not (isinstance(self.z1_min_channels, int) and 0 <= self.z1_min_channels <= self.z1_channels):
             raise ValueError(f"z1_min_channels must be a whole number in [0, z1_channels = {self.z1_channels}], "
                              f"not {self.z1_min_channels!r}")
+        if self.mask_synthesis and not self.z1_min_channels:
+            raise ValueError("mask_synthesis needs z1_min_channels > 0")
         if not (math.isfinite(self.bins_max) and self.bins_max >= 0):
             raise ValueError(f"bins_max must be 0 (no cap) or a width > 0, not {self.bins_max!r}")
         if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
@@ -109,6 +112,8 @@ class GHVAEConfig:
             del d["bins_max"]
         if not self.z1_min_channels:
             del d["z1_min_channels"]
+        if not self.mask_synthesis:
+            del d["mask_synthesis"]
         return d
 
 
@@ -343,8 +348,13 @@ class GHVAE(nn.Module):
         return mean1 + (offset if mask is None else offset * mask.to(offset.dtype))
 
     def synthesis(self, z1_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """x_hat in [0, 1] scale (not clamped)."""
-        return (self.g_s(_in_bins(z1_hat, self.bin_width("z1", e)), e) + 1) / 2
+        """x_hat in [0, 1] scale (not clamped). With ``mask_synthesis`` the z1 channels not in use (`z1_mask`) are
+        read as 0, not as their prior mean, so images at the betas that leave them out train none of the weights
+        that read them."""
+        z1 = _in_bins(z1_hat, self.bin_width("z1", e))
+        if self.config.mask_synthesis:
+            z1 = z1 * self.z1_mask(e).to(z1.dtype)
+        return (self.g_s(z1, e) + 1) / 2
 
     def forward(self, x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass. x: (B, 3, H, W) in [0, 1] with H, W multiples of 64; beta2, beta1: (B,).
