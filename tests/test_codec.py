@@ -300,6 +300,34 @@ def test_z1_min_channels_masks_z1_by_beta1(photo):
     assert again.config.z1_min_channels == 2 and model_id(again) == model_id(masked)
 
 
+def test_mask_synthesis_keeps_the_other_betas_off_the_masked_channels(photo):
+    """GHVAEConfig.mask_synthesis: an image at a beta1 that leaves z1 channels out sends no gradient to the synthesis
+    weights that read them (without it, it does: they read the prior mean); files round-trip."""
+    from dataclasses import replace
+
+    from hitcodec.models.ghvae import GHVAE, GHVAEConfig, ghvae_loss
+
+    from conftest import TINY
+
+    with pytest.raises(ValueError, match="mask_synthesis"):
+        GHVAEConfig(mask_synthesis=True)
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    beta = torch.tensor([10.0])  # channels 2..7 not in use
+    grads = {}
+    for mask_synthesis in (False, True):
+        torch.manual_seed(0)
+        model = GHVAE(replace(TINY, latent_bins=True, z1_min_channels=2, mask_synthesis=mask_synthesis))
+        ghvae_loss(model(x, beta, beta), x, beta, beta, TINY.sigma_x)["loss"].backward()
+        first = model.g_s[0].weight.grad  # ConvTranspose2d: (in = z1 channels, out, k, k)
+        grads[mask_synthesis] = first[2:].abs().sum(), first[:2].abs().sum()
+    assert grads[False][0] > 0 and grads[True][0] == 0 and grads[True][1] > 0
+    loaded = LoadedModel(model.eval(), model_id(model), "masked")
+    assert model.config.to_dict()["mask_synthesis"] and "mask_synthesis" not in TINY.to_dict()
+    coded = codec.encode(loaded, CodecImage(photo, None, "RGB"), 0.3, 5.0)
+    decoded = codec.decode(loaded, coded.data)
+    assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+
+
 def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     """A CondConv layer (GHVAEConfig.cond_kernels) starts as its plain convolution; once its kernel depends on beta,
     each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""

@@ -121,7 +121,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     argv = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--quick", "--threads", "1", "--quiet",
             "--names", "mix,fixed-1", "--beta-range", "0.05,20", "--latent-bins", "--cond-kernels", "1",
             "--lr-drop", "0.5", "--lr-drop-factor", "10", "--bins-max", "2", "--beta-warmup", "4",
-            "--z1-min-channels", "40", "--channels", "16"]
+            "--z1-min-channels", "40", "--mask-synthesis", "--channels", "16"]
     fixed_beta.main(argv + ["--train-only", "--eval-every", "4"])
     assert sorted(p.parent.name for p in runs.rglob("last.pt")) == ["fixed-1", "mix"]
     for n in ("mix", "fixed-1"):  # --quick trains 8 steps: evaluated and saved at 4 and 8
@@ -134,6 +134,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
     assert configs["mix"]["n"] == configs["fixed-1"]["n"] == 16  # --channels: both widths
     assert configs["mix"]["bins_max"] == 2.0 and "bins_max" not in configs["fixed-1"]  # the conditioned model only
     assert configs["mix"]["z1_min_channels"] == 40 and "z1_min_channels" not in configs["fixed-1"]
+    assert configs["mix"]["mask_synthesis"] and "mask_synthesis" not in configs["fixed-1"]
     stored = load_checkpoint(runs / "mix" / "last.pt")["train_config"]
     assert (stored["lr_drop"], stored["lr_drop_factor"], stored["beta_warmup"]) == (0.5, 10, 4)
     assert load_checkpoint(runs / "fixed-1" / "last.pt")["train_config"]["beta_warmup"] == 0
@@ -159,7 +160,7 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
                 ["--beta-range", "0.1"], ["--cond-kernels", "-1"], ["--eval-every", "-1"],
                 ["--channels", "0"], ["--lr-drop", "0"], ["--lr-drop", "1.5"], ["--lr-drop-factor", "0.5"],
                 ["--bins-max", "2"], ["--latent-bins", "--bins-max", "-1"], ["--beta-warmup", "-1"],
-                ["--z1-min-channels", "97"], ["--z1-min-channels", "-1"]):
+                ["--z1-min-channels", "97"], ["--z1-min-channels", "-1"], ["--mask-synthesis"]):
         with pytest.raises(SystemExit) as exc:
             fixed_beta.main(["--out", str(out), *bad])
         assert exc.value.code == 2

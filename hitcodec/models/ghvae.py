@@ -292,9 +292,10 @@ class GHVAE(nn.Module):
         ``z1_min_channels`` (all in use). The first z1_min_channels channels are in use at every beta1, and more
         come in as beta1 falls, linearly in ln beta1, until all m are in use at beta_min (the ordered channels of
         slimmable codecs). A channel not in use has no offset from its prior mean and the narrowest prior scale, so
-        it codes the symbol 0 at a rate of about 1e-5 nats, and the images at other betas send it no gradient. At
-        small scale the low betas left the channels reserved for them unused all the same, and the model came out
-        worse (docs/equal-steps.md)."""
+        it codes the symbol 0 at a rate of about 1e-5 nats, and images at those betas send no gradient to its bin
+        width, encoder offset or prior scale (nor, with ``mask_synthesis``, to the synthesis weights that read it).
+        At small scale without ``mask_synthesis`` the low betas left the channels reserved for them unused all the
+        same, and the model came out worse (docs/equal-steps.md)."""
         cfg = self.config
         if not cfg.z1_min_channels:
             return None
