@@ -31,7 +31,8 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     bd = grid["bd_rate_percent"]
     assert set(bd) >= {"hitcodec-hull", "beta-vae-model"}  # the same tiny model as its own baseline: 0 % apart
     assert abs(bd["beta-vae-model"]["diagonal"]) < 1e-6 and abs(bd["hitcodec-diagonal"]["beta-vae-model"]) < 1e-6
-    assert "vs beta-vae-model" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "vs beta-vae-model" in report and f"2 images from `{images}`" in report
     hull = json.loads((out / "hitcodec-hull.json").read_text())
     assert set(hull["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb"}
     for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json",
