@@ -1,6 +1,7 @@
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,14 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     assert Image.open(tmp_path / "cmp.jpg").format == "JPEG"  # the format the name asks for
     r = run("compare", png, "-o", tmp_path / "cmp.xyz", "--model", tiny_path)
     assert r.exit_code == 2 and "cannot draw a figure as .xyz" in r.stderr
+
+
+def test_compare_without_matplotlib_is_a_one_line_error(png, tiny_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as after a plain `pip install hitcodec`
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    r = run("compare", png, "-o", tmp_path / "cmp.png", "--model", tiny_path)
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "matplotlib, which is not installed" in r.stderr
+    assert not (tmp_path / "cmp.png").exists()
 
 
 def test_pixel_limits(png, tiny_path, tmp_path):

@@ -658,7 +658,11 @@ def compare(image_path, bpp, output, crop, force, model_path):
     """Picture of hitcodec (best split and beta2 = beta1) next to JPEG, WebP and AVIF at the same file size."""
     import io
 
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CLIError("compare draws its figure with matplotlib, which is not installed "
+                       "(pip install matplotlib, or the bench extra)") from None
 
     from hitcodec import targets
     from hitcodec.api import resolve_model
