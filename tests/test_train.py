@@ -242,6 +242,10 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
                  ["--betas", "fixed:0.005,1", "--beta-range", "0.01,10"]):
         result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *args])
         assert result.exit_code == 2 and ("--beta-range" in result.output or "--betas" in result.output), args
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                       "--bins-init", "sqrt-beta"])  # a new model without --latent-bins
+    assert result.exit_code == 2 and "--bins-init sqrt-beta needs --latent-bins" in result.output, result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_resume_and_export(tmp_path, photo):

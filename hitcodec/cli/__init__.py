@@ -771,7 +771,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--lr", type=POSITIVE, help="Adam learning rate; default 2e-4.")
 @click.option("--lr-drop", type=FiniteFloat(min=0, max=1),
               help="Fraction of the run after which the lr is divided by --lr-drop-factor (1 = never). A run "
-                   "resumed with its own --steps (interrupted) keeps its schedule.")
+                   "resumed with its own --steps (interrupted) keeps its schedule, unless it or the resume has "
+                   "--minutes.")
 @click.option("--lr-drop-factor", type=FiniteFloat(min=1),
               help="The lr after the drop is this many times smaller (default 3).")
 @click.option("--z2-warmup", type=click.IntRange(min=0),
@@ -803,7 +804,7 @@ def _check_betas_mode(ctx, param, value):
               help="Give the model a learned bin width per latent channel and beta (GHVAEConfig.latent_bins); "
                    "added to trained weights, they start as the identity.")
 @click.option("--bins-lr", type=FiniteFloat(min=0),
-              help="Learning rate of the bin widths (default: --lr); e.g. --lr 2e-5 --bins-lr 5e-4 when adding "
+              help="Learning rate of the bin widths (default or 0: --lr); e.g. --lr 2e-5 --bins-lr 5e-4 when adding "
                    "them to a trained model.")
 @click.option("--bins-init", type=click.Choice(["zero", "sqrt-beta"]),
               help="How a new model's learned bin widths start: zero (width 1, the default) or sqrt-beta (the "
@@ -839,6 +840,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
                          latent_bins=latent_bins, bins_lr=bins_lr, bins_init=bins_init, lr_warmup=lr_warmup)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
+    if not resume and cfg.bins_init == "sqrt-beta" and not cfg.latent_bins:
+        raise click.UsageError("--bins-init sqrt-beta needs --latent-bins (a new model's learned bin widths)")
     try:
         parse_fixed_betas(cfg.betas, cfg.beta_range or (model_cfg.beta_min, model_cfg.beta_max))
     except ValueError as exc:
