@@ -10,6 +10,9 @@ for every model:
 - ``diagonal``: beta2 = beta1 log-uniform, the conventional beta-VAE, one model for every rate;
 - ``mix-diagonal``: a third each from the square, the corner and the diagonal (trained only where ``--names``
   names it);
+- ``points``: one model for the three FIXED points only, each image at one of them (trained only where ``--names``
+  names it; measured at those points): whether the gap to the fixed models comes from sharing one network or from
+  spreading it over a continuum of betas;
 - ``fixed:b,b`` for b in FIXED: one model per point on the diagonal, the classic one-model-per-rate codec.
 
 Then every model is measured with the real codec (bytes from constriction's ANS coder, uint8 PSNR) on centre
@@ -68,9 +71,11 @@ from hitcodec.weights import LoadedModel, model_from_state, model_id
 
 SMALL = GHVAEConfig(n=64, z1_channels=96, z2_channels=64, embed=32)
 FIXED = (0.2, 1.0, 5.0)
-CONDITIONED = ("square", "mix", "diagonal", "mix-diagonal")  # modes of the beta-conditioned models (hitcodec.train)
-NAMES = {**{name: name for name in CONDITIONED}, **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
-DEFAULT_NAMES = [n for n in NAMES if n != "mix-diagonal"]  # the six models of the first comparison
+CONDITIONED = ("square", "mix", "diagonal", "mix-diagonal", "points")  # the beta-conditioned models
+NAMES = {**{name: name for name in CONDITIONED[:-1]},  # their hitcodec.train modes
+         "points": "points:" + "/".join(f"{b:g},{b:g}" for b in FIXED),  # one model for the FIXED points only
+         **{f"fixed-{b:g}": f"fixed:{b:g},{b:g}" for b in FIXED}}
+DEFAULT_NAMES = [n for n in NAMES if n not in ("mix-diagonal", "points")]  # the six models of the first comparison
 
 
 def dev_crops(side: int) -> list[tuple[str, CodecImage]]:
@@ -199,6 +204,8 @@ def run(args, fixed_results: list[dict] | None = None) -> dict:
             if name.startswith("fixed-"):
                 b = float(name[len("fixed-"):])
                 measured = {name: measure_ghvae(loaded, images, [(b, b)], name)}
+            elif name == "points":  # trained at the FIXED points only: measured there
+                measured = {name: measure_ghvae(loaded, images, [(b, b) for b in FIXED], f"{name} diagonal")}
             else:
                 diagonal_betas, grid = diagonal_and_grid(model.config)
                 measured = {name: measure_ghvae(loaded, images, diagonal_betas, f"{name} diagonal")}

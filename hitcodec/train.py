@@ -155,7 +155,8 @@ class PatchSampler:
         return out
 
 
-BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "mix-diagonal", "fixed:BETA2,BETA1")
+BETA_MODES = ("square", "diagonal", "z2-heavy", "mix", "mix-diagonal", "fixed:BETA2,BETA1",
+              "points:BETA2,BETA1/BETA2,BETA1/...")
 
 
 def parse_beta_range(text: str) -> tuple[float, float]:
@@ -168,19 +169,28 @@ def parse_beta_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def parse_fixed_betas(mode: str, beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)) -> tuple[float, float] | None:
-    """(beta2, beta1) of a "fixed:BETA2,BETA1" mode (one model per point, the equal-steps reference); None for
-    the sampled modes. Raises ValueError for a malformed mode or a point outside the square ``beta_range``^2."""
-    if not mode.startswith("fixed:"):
+def parse_beta_points(mode: str, beta_range: tuple[float, float] = (BETA_MIN, BETA_MAX)
+                      ) -> list[tuple[float, float]] | None:
+    """The (beta2, beta1) points of a "fixed:BETA2,BETA1" mode (one model per point, the equal-steps reference) or
+    of a "points:BETA2,BETA1/BETA2,BETA1/..." mode (one model for a few points, each image at one of them with
+    equal odds); None for the sampled modes. Raises ValueError for a malformed mode, a "points:" mode with fewer
+    than two distinct points, or a point outside the square ``beta_range``^2."""
+    kind, colon, text = mode.partition(":")
+    if kind not in ("fixed", "points") or not colon:
         return None
+    form = "fixed:BETA2,BETA1" if kind == "fixed" else "points:BETA2,BETA1/BETA2,BETA1/..."
     try:
-        beta2, beta1 = (float(v) for v in mode[len("fixed:"):].split(","))
+        points = [tuple(float(v) for v in item.split(",")) for item in text.split("/")]
+        if any(len(p) != 2 or not all(map(math.isfinite, p)) for p in points):
+            raise ValueError
     except ValueError:
-        raise ValueError(f"fixed betas must read fixed:BETA2,BETA1, not {mode!r}") from None
+        raise ValueError(f"{kind} betas must read {form}, not {mode!r}") from None
+    if (kind == "fixed") != (len(points) == 1) or len(set(points)) != len(points):
+        raise ValueError(f"{kind} betas must read {form} (distinct points), not {mode!r}")
     lo, hi = beta_range
-    if not (lo <= beta2 <= hi and lo <= beta1 <= hi):
-        raise ValueError(f"fixed betas must lie in [{lo:g}, {hi:g}], not {mode!r}")
-    return beta2, beta1
+    if not all(lo <= b <= hi for p in points for b in p):
+        raise ValueError(f"{kind} betas must lie in [{lo:g}, {hi:g}], not {mode!r}")
+    return points
 
 
 def sample_betas(batch: int, mode: str, generator: torch.Generator,
@@ -191,10 +201,14 @@ def sample_betas(batch: int, mode: str, generator: torch.Generator,
     each image from the square or the corner with equal odds (uniform sampling alone lets z2 collapse; see
     README), or "mix-diagonal": a third each from the square, the corner and the diagonal (more of the diagonal,
     where the rate/distortion curve is measured, with the corner still keeping z2 alive); or one point,
-    "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison)."""
-    fixed = parse_fixed_betas(mode, beta_range)
-    if fixed is not None:
-        return torch.full((batch,), fixed[0]), torch.full((batch,), fixed[1])
+    "fixed:BETA2,BETA1" (a conventional single-rate model, for comparison), or a few points,
+    "points:BETA2,BETA1/BETA2,BETA1/..." (each image at one of them with equal odds)."""
+    points = parse_beta_points(mode, beta_range)
+    if points is not None and len(points) == 1:
+        return torch.full((batch,), points[0][0]), torch.full((batch,), points[0][1])
+    if points is not None:  # each image at one of them
+        pick = torch.randint(len(points), (batch,), generator=generator)
+        return torch.tensor(points, dtype=torch.float32)[pick].unbind(1)
     if mode not in BETA_MODES:
         raise ValueError(f"betas must be one of {BETA_MODES}, not {mode!r}")
     lo, hi = math.log(beta_range[0]), math.log(beta_range[1])
@@ -410,7 +424,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         model_cfg = GHVAEConfig(**state["model_config"])
     model_cfg = cfg.model_config(model_cfg)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
-    parse_fixed_betas(cfg.betas, beta_range)
+    parse_beta_points(cfg.betas, beta_range)
     model = GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)
     if state is None and cfg.bins_init == "sqrt-beta":
         if not model_cfg.latent_bins:
@@ -485,7 +499,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
         beta2, beta1 = sample_betas(cfg.batch, cfg.betas, gen, beta_range)
-        if cfg.beta_warmup > step and not cfg.betas.startswith("fixed:"):
+        if cfg.beta_warmup > step and parse_beta_points(cfg.betas, beta_range) is None:
             beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
         beta2, beta1 = to_device((beta2, beta1), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0

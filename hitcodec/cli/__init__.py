@@ -746,12 +746,12 @@ def _parse_beta_range(ctx, param, value):
 
 
 def _check_betas_mode(ctx, param, value):
-    from hitcodec.train import BETA_MODES, parse_fixed_betas
+    from hitcodec.train import BETA_MODES, parse_beta_points
 
-    if value is None or value in BETA_MODES[:-1]:
+    if value is None or value in BETA_MODES[:-2]:
         return value
     try:
-        if parse_fixed_betas(value, (0.0, math.inf)) is not None:  # the model's range is checked in the command
+        if parse_beta_points(value, (0.0, math.inf)) is not None:  # the model's range is checked in the command
             return value
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -780,7 +780,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
                    "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
-                   "corner and diagonal; fixed:BETA2,BETA1: one point only.")
+                   "corner and diagonal; fixed:BETA2,BETA1: one point only; points:BETA2,BETA1/BETA2,BETA1/...: "
+                   "a few points, each image at one of them.")
 @click.option("--eval-every", type=click.IntRange(min=1), help="Steps between dev evaluations and checkpoints; "
                                                                "default 500.")
 @click.option("--device", type=str, callback=lambda ctx, param, value: None if value is None else _device(
@@ -817,7 +818,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
           bins_init, lr_warmup):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
-    from hitcodec.train import TrainConfig, load_checkpoint, parse_fixed_betas, train as run_training, with_overrides
+    from hitcodec.train import TrainConfig, load_checkpoint, parse_beta_points, train as run_training, with_overrides
 
     state = load_checkpoint(resume) if resume else {}
     try:  # a checkpoint of another (newer) version, or not one of ours
@@ -843,7 +844,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     if not resume and cfg.bins_init == "sqrt-beta" and not cfg.latent_bins:
         raise click.UsageError("--bins-init sqrt-beta needs --latent-bins (a new model's learned bin widths)")
     try:
-        parse_fixed_betas(cfg.betas, cfg.beta_range or (model_cfg.beta_min, model_cfg.beta_max))
+        parse_beta_points(cfg.betas, cfg.beta_range or (model_cfg.beta_min, model_cfg.beta_max))
     except ValueError as exc:
         raise click.UsageError(f"--betas: {exc}") from None
     if not Path(cfg.data).is_dir():
