@@ -29,7 +29,11 @@ def test_beta_sampling_covers_the_square_and_the_diagonal():
     assert 0.1 <= m2.min() and m2.max() <= 10 and 0.1 <= m1.min() and m1.max() <= 10
     f2, f1 = sample_betas(3, "fixed:2,0.5", g)
     assert f2.tolist() == [2.0] * 3 and f1.tolist() == [0.5] * 3
-    for bad in ("fixed:20,1", "fixed:1", "fixed:a,b", "circle"):
+    p2, p1 = sample_betas(3000, "points:0.2,0.2/1,1/5,0.5", g)  # a few points, each with equal odds
+    points, counts = torch.stack([p2, p1], 1).unique(dim=0, return_counts=True)
+    assert points.tolist() == pytest.approx([[0.2, 0.2], [1, 1], [5, 0.5]]) and counts.min() > 900
+    for bad in ("fixed:20,1", "fixed:1", "fixed:a,b", "circle", "fixed:1,1/2,2", "points:1,1", "points:1,1/1,1",
+                "points:1,1/20,1", "points:1,1/2", "points:", "fixed:nan,1"):
         with pytest.raises(ValueError):
             sample_betas(3, bad, g)
 
@@ -65,6 +69,10 @@ def test_beta_warmup_opens_the_square_from_its_high_rate_corner(tmp_path, photo,
     seen.clear()
     train(replace(cfg, out=str(tmp_path / "fixed"), betas="fixed:2,2", steps=1), model_config=TINY, progress=False)
     assert seen[0][0].tolist() == [2.0] * 16  # one point: nothing to open
+    seen.clear()
+    train(replace(cfg, out=str(tmp_path / "points"), betas="points:2,2/5,5", steps=1), model_config=TINY,
+          progress=False)
+    assert set(seen[0][1].tolist()) == {2.0, 5.0}  # a few points: only they, not drawn towards the corner
 
 
 def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
@@ -228,7 +236,7 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
 
     from hitcodec.cli import main
 
-    for bad in ("fixed:0.01,1", "circle"):
+    for bad in ("fixed:0.01,1", "circle", "points:1,1", "points:1,1/2,x"):
         result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                            "--betas", bad])
         assert result.exit_code == 2 and "--betas" in result.output, result.output
