@@ -80,20 +80,23 @@ def log_grid(n: int, lo: float = 0.1, hi: float = 10.0) -> list[float]:
 
 
 def measure_ghvae(loaded, images: list[tuple[str, CodecImage]], betas: list[tuple[float, float]],
-                  desc: str, device: str = "cpu") -> list[dict]:
-    """Per (beta2, beta1): averages over images of bpp, per-layer bpp, PSNR, MS-SSIM; plus per-image rows."""
+                  desc: str, device: str = "cpu", refine_steps: int = 0) -> list[dict]:
+    """Per (beta2, beta1): averages over images of bpp, per-layer bpp, PSNR, MS-SSIM and encode seconds; plus
+    per-image rows. ``refine_steps``: encode with that many steps of z1 refinement (``compress --refine``)."""
     points = []
     for beta2, beta1 in tqdm(betas, desc=desc, leave=False, disable=None):
         rows = []
         for name, image in images:
-            coded = codec.encode(loaded, image, beta2, beta1, device=device)
+            start = time.perf_counter()
+            coded = codec.encode(loaded, image, beta2, beta1, device=device, refine_steps=refine_steps)
+            seconds = time.perf_counter() - start
             decoded = codec.decode(loaded, coded.data, device=device)
             pixels = image.rgb.shape[0] * image.rgb.shape[1]
             rows.append({"image": name, "bpp": coded.bpp,
                          "bpp_z2": 8 * coded.layers[0].payload_bytes / pixels,
                          "bpp_z1": 8 * coded.layers[1].payload_bytes / pixels,
                          "psnr": psnr_db(image.rgb, decoded.image.rgb),
-                         "ms_ssim": ms_ssim(image.rgb, decoded.image.rgb)})
+                         "ms_ssim": ms_ssim(image.rgb, decoded.image.rgb), "encode_s": seconds})
         points.append({"beta2": beta2, "beta1": beta1, **_mean(rows), "images": rows})
     return points
 

@@ -11,32 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.fixed_beta import dev_crops, objective
-from benchmarks.rd import bd_rate
-from hitcodec import codec
+from benchmarks.rd import bd_rate, measure_ghvae
 from hitcodec.api import resolve_model
 from hitcodec.cli import json_safe
 
 
 def measure(loaded, images, beta: float, steps: int) -> dict:
-    rows = []
-    for name, image in images:
-        start = time.perf_counter()
-        coded = codec.encode(loaded, image, beta, beta, refine_steps=steps)
-        seconds = time.perf_counter() - start
-        decoded = codec.decode(loaded, coded.data)
-        rows.append({"image": name, "bpp": coded.bpp, "psnr": codec.psnr(image.rgb, decoded.image.rgb),
-                     "encode_s": seconds})
-    point = {"beta2": beta, "beta1": beta, "steps": steps,
-             **{k: float(np.mean([r[k] for r in rows])) for k in ("bpp", "psnr", "encode_s")}}
-    point["objective"] = objective(point, loaded.model.config.sigma_x)
-    return {**point, "images": rows}
+    point, = measure_ghvae(loaded, images, [(beta, beta)], f"beta {beta:g}, {steps} steps", refine_steps=steps)
+    return {**point, "steps": steps, "objective": objective(point, loaded.model.config.sigma_x)}
 
 
 def report(results: dict) -> str:
