@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.fixed_beta import dev_crops
-from hitcodec.models.ghvae import gaussian_rate, log_beta_input
+from hitcodec.models.ghvae import gaussian_rate
 from hitcodec.weights import load_model
 
 USED_BITS = 0.1  # a channel "in use" carries more than this many bits per latent (per position of its layer)
@@ -43,17 +43,13 @@ def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
     pixels = len(x) * x.shape[2] * x.shape[3]
     rows = []
     for beta in betas:
-        e = model.embed(log_beta_input(torch.full((len(x),), beta), torch.full((len(x),), beta)))
-        h, y2 = model.bottom_up(x, e)
-        mean2, scale2 = model.prior_z2(e, y2.shape[2], y2.shape[3])
-        z2_hat = mean2 + torch.round(y2 - mean2)
-        ctx = model.top_down(z2_hat, e)
-        mean1, scale1 = model.prior_z1(ctx, e)
-        z1_hat = mean1 + torch.round(model.posterior_z1(h, ctx, mean1, e) - mean1)
-        x_hat = (model.synthesis(z1_hat, e).clamp(0, 1) * 255).round() / 255
+        beta_ = torch.full((len(x),), beta)
+        out = model(x, beta_, beta_, latents=True)  # eval mode: the rounded latents, as the codec codes them
+        x_hat = (out["x_hat"].clamp(0, 1) * 255).round() / 255
         psnr = (10 * torch.log10(1 / (x_hat - x).pow(2).mean(dim=(1, 2, 3)))).mean()
         row = {"beta": beta, "psnr": round(float(psnr), 3)}
-        for name, z_hat, mean, scale in (("z2", z2_hat, mean2, scale2), ("z1", z1_hat, mean1, scale1)):
+        for name, n in (("z2", 2), ("z1", 1)):
+            z_hat, mean, scale = out[f"{name}_hat"], out[f"mean{n}"], out[f"scale{n}"]
             bits = gaussian_rate(z_hat, mean, scale).mean(dim=(0, 2, 3)) / math.log(2)  # per latent, per channel
             bpp = float(bits.sum()) * z_hat.shape[2] * z_hat.shape[3] * len(x) / pixels
             row[name] = {"bpp": round(bpp, 5), "channels": len(bits), **channel_counts(bits)}

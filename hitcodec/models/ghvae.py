@@ -357,11 +357,13 @@ class GHVAE(nn.Module):
             z1 = z1 * self.z1_mask(e).to(z1.dtype)
         return (self.g_s(z1, e) + 1) / 2
 
-    def forward(self, x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, beta2: torch.Tensor, beta1: torch.Tensor,
+                latents: bool = False) -> dict[str, torch.Tensor]:
         """Training pass. x: (B, 3, H, W) in [0, 1] with H, W multiples of 64; beta2, beta1: (B,).
 
         Returns x_hat and the per-image rates rate_z2 = -ln p(z̃2), rate_z1 = -ln p(z̃1|ẑ2) in nats, where z̃ is
-        the noisy latent in training mode and the rounded one in eval mode.
+        the noisy latent in training mode and the rounded one in eval mode; with ``latents`` also the rounded
+        latents and their priors' means and scales (z2_hat, mean2, scale2, z1_hat, mean1, scale1), for analysis.
         """
         e = self.embed(log_beta_input(beta2, beta1))
         h, y2 = self.bottom_up(x, e)
@@ -384,7 +386,10 @@ class GHVAE(nn.Module):
             mask = self.z1_mask(e)
             z1_rate_input = y1.float() + (noise if mask is None else noise * mask.float())
         rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
-        return {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
+        out = {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
+        if latents:
+            out.update(z2_hat=z2_hat, mean2=mean2, scale2=scale2, z1_hat=z1_hat, mean1=mean1, scale1=scale1)
+        return out
 
 
 @torch.no_grad()
