@@ -92,6 +92,15 @@ def test_fixed_beta_benchmark_runs_and_resumes(tmp_path, photo):
     assert twice["curves"]["fixed-1"][0]["replicates"] == 2 and twice["config"]["reused"] == reused["config"]["reused"]
     assert "fixed-beta set 2 vs set 1" in twice["replicates_bd_rate_pct"]
     assert twice["bd_rate_pct"] == pytest.approx(reused["bd_rate_pct"], nan_ok=True)
+    # one model for the three fixed points only: trained with those betas, measured there, against the fixed set
+    out6 = tmp_path / "out6"
+    fixed_beta.main(argv[:2] + ["--out", str(out6), *argv[4:], "--names", "points", "--fixed-from",
+                                str(out / "results.json")])
+    points = json.loads((out6 / "results.json").read_text())
+    assert [p["beta1"] for p in points["curves"]["points"]] == list(fixed_beta.FIXED)
+    assert "points-grid" not in points["curves"] and "points" not in points["hulls"]
+    assert "points model at beta2 = beta1 vs the fixed-beta models" in points["bd_rate_pct"]
+    assert load_checkpoint(runs / "points" / "last.pt")["train_config"]["betas"] == "points:0.2,0.2/1,1/5,5"
     other = json.loads((out / "results.json").read_text())
     other["curves"]["fixed-1"][0]["beta1"] = 2.0
     (tmp_path / "other.json").write_text(json.dumps(other))
