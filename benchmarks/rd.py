@@ -393,7 +393,10 @@ def main(argv: list[str] | None = None) -> None:
         bd[name]["diagonal"] = bd_rate(diagonal, curves[name][0])
         if baseline:  # and against the same architecture trained as a beta-VAE with the same steps
             bd[name]["beta-vae-model"] = bd_rate(baseline, curves[name][0])
-    # every output is written here, after all measuring: a failure or Ctrl-C before leaves no partial set
+    # every output is written here, after all measuring: a failure or Ctrl-C before leaves no partial set, and the
+    # curves an earlier run wrote to this folder but this one did not measure go, so no stale curve sits beside it
+    for stale in {"beta-vae-model", *CLASSICAL} - set(curves):
+        (out / f"{stale}.json").unlink(missing_ok=True)
     for name, (pts, desc) in curves.items():
         (out / f"{name}.json").write_text(json.dumps(json_safe(compressai_json(name, desc, pts)), indent=2))
     (out / "grid.json").write_text(json.dumps(json_safe({

@@ -38,6 +38,10 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json",
                  "beta-vae-model.json"):
         assert (out / name).exists(), name
+    rd.main(["--images", str(images), "--out", str(out), "--grid", "2", "--codecs", "jpeg", "--model",
+             str(tiny_path), "--no-speed"])  # again, with less: the curves it did not measure are gone
+    assert (out / "jpeg.json").exists() and not (out / "webp.json").exists()
+    assert not (out / "beta-vae-model.json").exists()
 
 
 def test_grid_run_is_fair_to_alpha_and_flat_images_and_refuses_bad_input_before_writing(tmp_path, tiny_path, photo):
