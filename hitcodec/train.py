@@ -537,12 +537,17 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     return result
 
 
-def export_weights(checkpoint: str | Path, out: str | Path) -> None:
-    """Write the shipped-model file: fp16 weights and the model config, nothing else."""
+def exported_weights(checkpoint: str | Path) -> dict:
+    """What the shipped-model file of a checkpoint holds: fp16 weights and the model config, nothing else."""
     state = load_checkpoint(checkpoint)
     model_from_state(state, str(checkpoint))  # weights that do not fit their config fail here, before writing
     weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    _save(Path(out), {"model_config": state["model_config"], "model": weights, "step": state.get("step", 0)})
+    return {"model_config": state["model_config"], "model": weights, "step": state.get("step", 0)}
+
+
+def export_weights(checkpoint: str | Path, out: str | Path) -> None:
+    """Write the shipped-model file of a checkpoint (`exported_weights`) via a temporary file and a rename."""
+    _save(Path(out), exported_weights(checkpoint))
 
 
 def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:

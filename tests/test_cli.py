@@ -223,7 +223,12 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     assert r.exit_code == 0 and "not every codec reaches 1e-06 bpp" in r.stderr, r.output
     assert Image.open(tmp_path / "cmp.jpg").format == "JPEG"  # the format the name asks for
     r = run("compare", png, "-o", tmp_path / "cmp.xyz", "--model", tiny_path)
-    assert r.exit_code == 2 and "cannot draw a figure as .xyz" in r.stderr
+    assert r.exit_code == 2 and "cannot draw a figure as .xyz" in r.stderr and "jpg" in r.stderr
+    before = Path(png).read_bytes()
+    (tmp_path / "link.png").symlink_to(png)
+    for same in (png, tmp_path / "link.png"):  # the figure never replaces its photo, even with --force
+        r = run("compare", png, "-o", same, "--force", "--model", tiny_path)
+        assert r.exit_code == 1 and "would replace the input" in r.stderr and Path(png).read_bytes() == before
 
 
 def test_compare_without_matplotlib_is_a_one_line_error(png, tiny_path, tmp_path, monkeypatch):

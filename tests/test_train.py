@@ -494,6 +494,19 @@ def test_train_cli_refuses_foreign_checkpoints_in_one_line(tmp_path, tiny_path, 
     torch.save({**state, "model_config": {**state["model_config"], "future_option": 1}}, tmp_path / "bad.pt")
     result = CliRunner().invoke(main, ["export", str(tmp_path / "bad.pt"), str(good), "--force"])
     assert result.exit_code == 1 and good.read_bytes() == before  # checked before the good file is replaced
+    # written as every output is: never over its own checkpoint; a link's target replaced and the link kept, with
+    # the replaced file's permissions; '-' to standard output, the status line to stderr
+    last = (out / "last.pt").read_bytes()
+    result = CliRunner().invoke(main, ["export", str(out / "last.pt"), str(out / ".." / "run" / "last.pt"), "-f"])
+    assert result.exit_code == 1 and "would replace the input" in result.output
+    assert (out / "last.pt").read_bytes() == last
+    good.chmod(0o600)
+    (tmp_path / "link.pt").symlink_to(good)
+    result = CliRunner().invoke(main, ["export", str(out / "last.pt"), str(tmp_path / "link.pt"), "--force"])
+    assert result.exit_code == 0 and (tmp_path / "link.pt").is_symlink() and good.read_bytes() == before
+    assert good.stat().st_mode & 0o777 == 0o600
+    result = CliRunner().invoke(main, ["export", str(out / "last.pt"), "-"])
+    assert result.exit_code == 0 and result.stdout_bytes == before and "wrote -: model id" in result.stderr
 
 
 def test_a_diverged_run_stops_without_overwriting_its_checkpoints(tmp_path, tiny_path, photo, monkeypatch):

@@ -136,6 +136,14 @@ def _check_not_stopped() -> None:
         raise CLIError("interrupted")
 
 
+def _check_not_input(output: str, *inputs: str) -> None:
+    """Refuse an output that is one of the inputs, however named (a/../x, a link to it), even with --force."""
+    if output != "-":
+        for src in inputs:
+            if src != "-" and os.path.realpath(output) == os.path.realpath(src):
+                raise CLIError(f"the output {output} would replace the input {src}: give another output")
+
+
 def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     """Write a file via a temporary file in its folder and a rename (through a link: its target is replaced, the
     link stays); write an existing device or FIFO (/dev/null) as it is; '-' writes to stdout."""
@@ -670,9 +678,12 @@ def compare(image_path, bpp, output, crop, force, model_path):
     from hitcodec.image import CodecImage, read_image
 
     _check_output(output, force)
+    _check_not_input(output, image_path)
     fmt = Path(output).suffix.lower().lstrip(".") or "png"
-    if fmt not in Figure().canvas.get_supported_filetypes():
-        raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf or .svg")
+    drawn = set(Figure().canvas.get_supported_filetypes())
+    if fmt not in drawn:
+        raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf, .svg or one of "
+                               f"{', '.join(sorted(drawn - {'png', 'pdf', 'svg'}))}")
     image = read_image(image_path)
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
@@ -686,7 +697,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
     render(panels, figure, fmt=fmt)
     write_atomic(output, figure.getvalue(), force)
     click.echo(f"wrote {output}: " + ", ".join(f"{p.label.split(' (')[0]} {p.bpp:.3f} bpp {p.psnr:.2f} dB"
-                                                 for p in panels[1:]))
+                                                 for p in panels[1:]), err=output == "-")
 
 
 @main.command()
@@ -874,11 +885,20 @@ def fetch_data(out_dir):
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 def export(checkpoint, output, force):
-    """Export a training checkpoint as a small fp16 model file (what ships in the package)."""
-    from hitcodec.train import export_weights
-    from hitcodec.weights import load_model
+    """Export a training checkpoint as a small fp16 model file (what ships in the package); OUTPUT '-' writes it
+    to standard output."""
+    import io
+
+    import torch
+
+    from hitcodec.train import exported_weights
+    from hitcodec.weights import model_from_state, model_id
 
     _check_output(output, force)
-    export_weights(checkpoint, output)
-    loaded = load_model(output)
-    click.echo(f"wrote {output}: model id {loaded.model_id_hex}, {Path(output).stat().st_size / 1e6:.1f} MB")
+    _check_not_input(output, checkpoint)
+    state = exported_weights(checkpoint)
+    data = io.BytesIO()
+    torch.save(state, data)
+    write_atomic(output, data.getvalue(), force)  # as every output: a device, FIFO or link is written, not replaced
+    click.echo(f"wrote {output}: model id {model_id(model_from_state(state)).hex()}, "
+               f"{len(data.getvalue()) / 1e6:.1f} MB", err=output == "-")
