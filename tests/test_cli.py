@@ -97,6 +97,9 @@ def test_bad_data_exits_1_in_one_line(tmp_path, tiny_path, png):
         assert r.exit_code == 1, (args, r.output)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
     assert not (tmp_path / "junk.png").exists()
+    for args in (["decompress", tmp_path / "missing.png"], ["compress", tmp_path / "missing.hit"]):
+        r = run(*args, "--model", tiny_path)  # a missing file whose output would bear its own name
+        assert r.exit_code == 1 and r.stderr == f"hitcodec: error: no such file: {args[1]}\n", r.stderr
     # a truncated .hit
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     hit = tmp_path / "photo.hit"

@@ -277,6 +277,8 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     sources = {os.path.realpath(src): src for src in inputs if src != "-"}
     for src, dst in zip(inputs, outputs):
         try:
+            if src != "-" and not os.path.lexists(src):  # said so, not as a clash with its output of the same name
+                raise CLIError("no such file" if many else f"no such file: {src}")
             if dst != "-":
                 key = os.path.realpath(dst)  # one file, however named: a/../photo.hit, a link to it
                 if key in sources:  # e.g. a .hit file named photo.png, decompressed to photo.png
