@@ -517,3 +517,18 @@ def test_a_fifo_is_written_in_place(png, tiny_path, tmp_path):
     r = run("compress", png, "-o", fifo, "--model", tiny_path)  # exists, but no file to overwrite: no --force
     thread.join(10)
     assert r.exit_code == 0 and got["data"][:4] == b"HITC" and stat.S_ISFIFO(fifo.stat().st_mode), r.output
+
+
+def test_running_out_of_memory_is_a_one_line_error(tmp_path, png, tiny_path, monkeypatch):
+    from hitcodec import codec
+
+    assert run("compress", png, "-o", tmp_path / "a.hit", "--model", tiny_path).exit_code == 0
+
+    def alloc_fails(*args, **kwargs):  # what torch's CPU allocator raises for a file declaring a huge image
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(codec, "decode", alloc_fails)
+    r = run("decompress", tmp_path / "a.hit", "--model", tiny_path)
+    assert r.exit_code == 1 and r.stderr == "hitcodec: error: out of memory (an allocation of 9.0 GiB failed)\n"
+    assert not (tmp_path / "a.png").exists()

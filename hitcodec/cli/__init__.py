@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -45,7 +46,7 @@ class HitGroup(click.Group):
         except click.ClickException as exc:
             click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        except (CLIError, ValueError, OSError, RuntimeError) as exc:
+        except (CLIError, ValueError, OSError, RuntimeError, MemoryError) as exc:
             click.echo(f"hitcodec: error: {_one_line(exc)}", err=True)
             sys.exit(EXIT_DATA)
         except KeyboardInterrupt:
@@ -58,6 +59,9 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"no such file: {exc.filename}"
+    elif isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+        asked = re.search(r"allocate ([0-9]+) bytes", text)  # torch's CPU allocator says how much
+        text = "out of memory" + (f" (an allocation of {int(asked[1]) / 2**30:.1f} GiB failed)" if asked else "")
     return " ".join(text.split())
 
 
@@ -315,7 +319,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
             try:
                 line, warnings, bytes_in, bytes_out, pixels = future.result() if future else job(src, dst)
                 totals = [totals[0] + 1, totals[1] + bytes_in, totals[2] + bytes_out, totals[3] + pixels]
-            except (CLIError, ValueError, OSError, RuntimeError) as exc:
+            except (CLIError, ValueError, OSError, RuntimeError, MemoryError) as exc:
                 if not many:
                     raise
                 click.echo(f"hitcodec: error: {src}: {_one_line(exc)}", err=True)
