@@ -274,7 +274,8 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
                                  f"{loaded.model_id_hex} ({loaded.path})")
     has_alpha = header.mode in ("LA", "RGBA")
     if len(parts) != len(LAYERS) + has_alpha:
-        raise BitstreamError(f"hitcodec file has {len(parts)} payloads, expected {len(LAYERS) + has_alpha}")
+        raise BitstreamError(f"hitcodec file has {len(parts)} payload{'s' * (len(parts) != 1)}, expected "
+                             f"{len(LAYERS) + has_alpha}")
     try:
         beta2, beta1 = check_betas(header.beta2, header.beta1, loaded.model.config)
     except ValueError as exc:

@@ -120,7 +120,7 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
     off = len(coded.data) / target_bytes - 1
     reached = abs(off) <= tolerance
     beta2, beta1 = coded.header.beta2, coded.header.beta1
-    versus = f"{off:+.1%} of the target {target_bytes}" if target_bytes < MAX_TARGET_BYTES else \
+    versus = f"{off:+.1%} of the target {target_bytes} bytes" if target_bytes < MAX_TARGET_BYTES else \
         "the target: 2^53 or more"
     msg = f"{len(coded.data)} bytes ({versus}) at beta2 {beta2:.4g}, beta1 {beta1:.4g} after {n} encodes"
     if not reached and u in (lo, hi):
