@@ -39,6 +39,8 @@ def test_compress_decompress_info(png, tiny_path, tmp_path):
     assert [layer["name"] for layer in report["layers"]] == ["z2", "z1"]
     assert all("estimated_bits" in layer for layer in report["layers"])
     assert run("info", hit, "--model", tiny_path).exit_code == 0
+    r = run("info", hit, "--max-pixels", 100, "--model", tiny_path)  # as decompress: refused before decoding
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "100" in r.stderr, r.stderr
     import dataclasses
 
     from hitcodec import bitstream

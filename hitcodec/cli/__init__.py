@@ -709,14 +709,16 @@ def compare(image_path, bpp, output, crop, force, model_path):
 @main.command()
 @click.argument("input", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
+              help="Refuse files that declare a larger image (the estimates decode every latent).")
 @model_option
-def info(input, as_json, model_path):
+def info(input, as_json, max_pixels, model_path):
     """Show the header of a .hit file and, when its model is at hand, estimated vs actual bits per layer."""
     from hitcodec import bitstream, codec
     from hitcodec.api import resolve_model
 
     data = _read_input(input)
-    header, parts = bitstream.unpack(data)
+    header, parts = bitstream.unpack(data, max_pixels=max_pixels)
     pixels = header.width * header.height
     report = {"file": input, "bytes": len(data), "bpp": 8 * len(data) / pixels, "format_version": header.version,
               "model_id": header.model_id_hex, "beta2": header.beta2, "beta1": header.beta1,
@@ -727,7 +729,7 @@ def info(input, as_json, model_path):
               for n, p in zip(names, parts)}
     loaded = resolve_model(model_path)
     if loaded.model_id == header.model_id:
-        for s in codec.decode(loaded, data, pixels=False).layers:
+        for s in codec.decode(loaded, data, max_pixels=max_pixels, pixels=False).layers:
             layers[s.name].update(symbols=s.symbols, estimated_bits=round(s.estimated_bits, 1))
     else:
         report["note"] = f"model {header.model_id_hex} not loaded ({loaded.model_id_hex} is): no estimates"
