@@ -349,7 +349,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
 
 @click.group(cls=HitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hitcodec")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.option("-v", "--verbose", is_flag=True, help="Log details of train and fetch-data (data found, resumed state).")
 def main(verbose: bool) -> None:
     """hitcodec: learned lossy image compression with per-layer control of the bitrate split."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
