@@ -663,7 +663,7 @@ def _readable_suffixes() -> set[str]:
 
 
 @main.command()
-@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, exists=True))
+@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False))
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
 @click.option("-o", "--output", default="compare.png", show_default=True, help="Figure to write (PNG).")
@@ -892,7 +892,7 @@ def fetch_data(out_dir):
 
 
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 def export(checkpoint, output, force):
