@@ -165,7 +165,8 @@ def parse_beta_range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(","))
         GHVAEConfig(beta_min=lo, beta_max=hi)  # checks 0 < MIN < MAX, finite
     except ValueError:
-        raise ValueError(f"expected MIN,MAX with 0 < MIN < MAX, not {text!r}") from None
+        raise ValueError(f"expected MIN,MAX with 0 < MIN < MAX, both float32 normal numbers (1.2e-38 to 3.4e38), "
+                         f"not {text!r}") from None
     return lo, hi
 
 

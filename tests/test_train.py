@@ -246,7 +246,8 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                        "--loss-norm", "beta"])
     assert result.exit_code == 2 and "--loss-norm" in result.output, result.output
-    for args in (["--beta-range", "5,1"], ["--beta-range", "0.1"], ["--betas", "fixed:0.05,1"],
+    for args in (["--beta-range", "5,1"], ["--beta-range", "0.1"], ["--beta-range", "1e-300,1e300"],
+                 ["--betas", "fixed:0.05,1"],
                  ["--betas", "fixed:0.005,1", "--beta-range", "0.01,10"]):
         result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *args])
         assert result.exit_code == 2 and ("--beta-range" in result.output or "--betas" in result.output), args

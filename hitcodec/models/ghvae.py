@@ -65,6 +65,7 @@ with warnings.catch_warnings():  # compressai calls the deprecated torch.jit.scr
 
 BETA_MIN = 0.1  # the default trained range of beta2 and beta1; a model's own is GHVAEConfig.beta_min/beta_max
 BETA_MAX = 10.0
+FLOAT32_TINY, FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38  # a beta range must lie within these
 SCALE_MIN = 0.11
 STRIDE = 64  # total down-sampling of z2; inputs are padded to a multiple of this
 
@@ -94,9 +95,9 @@ class GHVAEConfig:
             raise ValueError("mask_synthesis needs z1_min_channels > 0")
         if not (math.isfinite(self.bins_max) and self.bins_max >= 0):
             raise ValueError(f"bins_max must be 0 (no cap) or a width > 0, not {self.bins_max!r}")
-        if not (math.isfinite(self.beta_min) and math.isfinite(self.beta_max) and 0 < self.beta_min < self.beta_max):
-            raise ValueError(f"the beta range must satisfy 0 < beta_min < beta_max, not "
-                             f"[{self.beta_min:g}, {self.beta_max:g}]")
+        if not (FLOAT32_TINY <= self.beta_min < self.beta_max <= FLOAT32_MAX):  # as the file header stores them
+            raise ValueError(f"the beta range must satisfy 0 < beta_min < beta_max, within float32's normal numbers "
+                             f"[{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}], not [{self.beta_min:g}, {self.beta_max:g}]")
 
     def to_dict(self) -> dict:
         """The config as stored in model files. The beta range is left out where it is the default, so that
