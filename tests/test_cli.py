@@ -76,7 +76,8 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
                                   ["compress", "--target-rates", "0.1,0.2", "--beta2", "3"], ["compress", "-", "-"],
                                   ["compress", "--refine", "-1"], ["compress", "--refine", "5", "--target-bpp", "0.3"],
                                   ["train", "--lr", "nan"], ["train", "--minutes", "inf"], ["train", "--steps", "0"],
-                                  ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"]])
+                                  ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"],
+                                  ["compress", "-o", ""], ["decompress", "-o", ""], ["compare", "-o", ""]])
 def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args):
     command, *options = args
     inputs = ["--data", tmp_path, "--out", tmp_path / "run"] if command == "train" else [png]

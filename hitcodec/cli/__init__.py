@@ -94,6 +94,12 @@ def _parse_rates(text: str) -> tuple[float, float]:
     return r2, r1
 
 
+def _not_empty(ctx, param, value: str | None) -> str | None:
+    if value == "":
+        raise click.BadParameter("an empty name; give a file or folder name, or leave the option out")
+    return value
+
+
 def _check_output(path: Path | str, force: bool) -> Path:
     """``path`` as a Path, if a file may be written there: refused if it is a file that exists (without
     ``force``), a folder, or lies in a folder that does not exist or is not writable. A device or FIFO that
@@ -428,8 +434,9 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output file ('-' for stdout), or an existing folder for the outputs of any "
-                                    "number of inputs; default: each input with suffix .hit.")
+@click.option("-o", "--output", callback=_not_empty,
+              help="Output file ('-' for stdout), or an existing folder for the outputs of any number of inputs; "
+                   "default: each input with suffix .hit.")
 @click.option("--beta2", type=POSITIVE, default=1.0, show_default=True,
               help="Rate multiplier of the coarse layer z2, in the model's range ([0.1, 10] for the shipped "
                    "model); larger means fewer bits in z2.")
@@ -602,8 +609,9 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output image ('-' for stdout), or an existing folder for the outputs of any "
-                                    "number of inputs; default: each input with the suffix of --format.")
+@click.option("-o", "--output", callback=_not_empty,
+              help="Output image ('-' for stdout), or an existing folder for the outputs of any number of inputs; "
+                   "default: each input with the suffix of --format.")
 @click.option("--format", "suffix", metavar="EXT",
               help="Format of the outputs whose names hitcodec makes (in a folder, next to the inputs, stdout): "
                    "png (default), webp, jpg, tiff, bmp, ... (any that Pillow writes).")
@@ -666,7 +674,8 @@ def _readable_suffixes() -> set[str]:
 @click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False))
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
-@click.option("-o", "--output", default="compare.png", show_default=True, help="Figure to write (PNG).")
+@click.option("-o", "--output", default="compare.png", show_default=True, callback=_not_empty,
+              help="Figure to write (PNG).")
 @click.option("--crop", type=click.IntRange(min=1), default=512, show_default=True,
               help="Compare a centre crop of at most this side.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing figure.")
