@@ -478,6 +478,10 @@ def test_a_model_whose_weights_do_not_fit_its_config_is_a_one_line_error(tmp_pat
     torch.save(state, bad)
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
     assert r.exit_code == 1 and "weights do not fit its config" in r.output and len(r.output) < 300
+    state["model_config"]["n"] = 0  # a config no network can have: refused in one line, without torch's warnings
+    torch.save(state, bad)
+    r = run("compress", png, "-o", tmp_path / "out.hit", "--model", bad)
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "n must be a whole number >= 1" in r.stderr, r.stderr
 
 
 def test_multi_frame_input_warns_that_only_its_first_frame_is_coded(tmp_path, tiny_path, photo):

@@ -86,6 +86,11 @@ class GHVAEConfig:
     mask_synthesis: bool = False  # with z1_min_channels: the synthesis reads 0 for the z1 channels not in use
 
     def __post_init__(self):
+        for name in ("n", "z1_channels", "z2_channels", "embed"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1, not {getattr(self, name)!r}")
+        if not (math.isfinite(self.sigma_x) and self.sigma_x > 0):
+            raise ValueError(f"sigma_x must be > 0, not {self.sigma_x!r}")
         if not (isinstance(self.cond_kernels, int) and self.cond_kernels >= 0):
             raise ValueError(f"cond_kernels must be a whole number >= 0, not {self.cond_kernels!r}")
         if not (isinstance(self.z1_min_channels, int) and 0 <= self.z1_min_channels <= self.z1_channels):
