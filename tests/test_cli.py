@@ -543,7 +543,7 @@ def test_running_out_of_memory_is_a_one_line_error(tmp_path, png, tiny_path, mon
 
 def test_compress_to_an_image_name_warns(tmp_path, png, tiny_path):
     r = run("compress", png, "-o", tmp_path / "out.jpg", "--model", tiny_path)
-    assert r.exit_code == 0 and "out.jpg gets a hitcodec stream" in r.stderr
+    assert r.exit_code == 0 and "out.jpg holds a hitcodec stream" in r.stderr
     assert (tmp_path / "out.jpg").read_bytes()[:4] == b"HITC"
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", tiny_path)
     assert r.exit_code == 0 and "warning" not in r.stderr

@@ -429,6 +429,8 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
         decoded = verify_coded(loaded, coded, device=device)
         line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
     write_atomic(dst, coded.data, force)
+    if Path(dst).suffix.lower() in _readable_suffixes():  # only an -o NAME gives one
+        warnings.append(f"{dst} holds a hitcodec stream, not an image in the format its name says (name it .hit)")
     return line, warnings, len(raw), len(coded.data), pixels
 
 
@@ -481,9 +483,6 @@ def compress(inputs, output, beta2, beta1, target_bpp, target_size, target_rates
     except ValueError as exc:
         raise click.UsageError(f"{exc} (the range of model {loaded.model_id_hex})") from None
     inputs, problems = _expand_inputs(inputs, _readable_suffixes(), "images")
-    if output and output != "-" and not Path(output).is_dir() and Path(output).suffix.lower() in _readable_suffixes():
-        click.echo(f"hitcodec: warning: {output} gets a hitcodec stream, not an image in the format its name says "
-                   "(name it .hit)", err=True)
     job = functools.partial(compress_one, beta2=beta2, beta1=beta1, target_bpp=target_bpp, target_size=target_size,
                             layer_targets=layer_targets, verify=verify, force=force, max_pixels=max_pixels,
                             model_path=model_path, device=device, refine_steps=refine_steps)
