@@ -563,3 +563,12 @@ def test_a_run_moved_to_a_new_folder_keeps_the_campaigns_best(tmp_path, tiny_pat
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "best.pt").read_bytes() == (tmp_path / "a" / "best.pt").read_bytes()
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+
+
+def test_train_cli_missing_resume_is_no_such_file(tmp_path):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 1 and result.output == f"hitcodec: error: no such file: {tmp_path / 'nope.pt'}\n"

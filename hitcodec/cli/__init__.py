@@ -791,7 +791,7 @@ def _check_betas_mode(ctx, param, value):
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True),
+@click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
 @click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run.")
