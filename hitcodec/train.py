@@ -425,7 +425,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         model_cfg = GHVAEConfig(**state["model_config"])
     model_cfg = cfg.model_config(model_cfg)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
-    parse_beta_points(cfg.betas, beta_range)
+    at_points = parse_beta_points(cfg.betas, beta_range) is not None  # checked once, before anything is written
     model = GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)
     if state is None and cfg.bins_init == "sqrt-beta":
         if not model_cfg.latent_bins:
@@ -500,7 +500,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
         beta2, beta1 = sample_betas(cfg.batch, cfg.betas, gen, beta_range)
-        if cfg.beta_warmup > step and parse_beta_points(cfg.betas, beta_range) is None:
+        if cfg.beta_warmup > step and not at_points:
             beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
         beta2, beta1 = to_device((beta2, beta1), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0

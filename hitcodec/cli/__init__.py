@@ -659,14 +659,15 @@ def json_safe(value):
     return value
 
 
-def _readable_suffixes() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _readable_suffixes() -> frozenset[str]:
     """The suffixes of the formats whose pixels Pillow reads (a folder's images); not .hit, already coded."""
     from PIL import Image, ImageFile
 
     Image.init()
     readable = {fmt for fmt, (factory, _) in Image.OPEN.items() if fmt not in ("HIT", "MPEG")  # MPEG: identified only
                 and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))}
-    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in readable}
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in readable)
 
 
 @main.command()
