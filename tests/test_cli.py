@@ -309,7 +309,18 @@ def test_outputs_through_links_to_devices_and_with_long_names(png, tiny_path, tm
     assert run("compress", long, "--model", tiny_path).exit_code == 0, "long name"
     r = run("compress", png, "-o", f"{tmp_path / 'newdir'}/", "--model", tiny_path)
     assert r.exit_code == 1 and "no folder" in r.stderr and not (tmp_path / "newdir").exists()
+    r = run("compress", png, "-o", f"{tmp_path / 'made.hit'}/", "--model", tiny_path)  # a file, named as a folder
+    assert r.exit_code == 1 and "made.hit is not a folder" in r.stderr, r.stderr
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_name_that_is_not_utf8_is_shown_as_its_bytes(png, tiny_path, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")  # a Latin-1 name; the runner's streams are strict UTF-8
+    odd.write_bytes(png.read_bytes())
+    r = run("compress", odd, "--model", tiny_path)
+    assert r.exit_code == 0 and b"caf\xe9.png -> " in r.stdout_bytes, r.output
+    r = run("compress", odd, "--model", tiny_path)
+    assert r.exit_code == 1 and b"caf\xe9.hit exists" in r.stderr_bytes, r.stderr_bytes
 
 
 def test_a_folder_that_is_not_writable_is_refused_before_coding(png, tiny_path, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import io
 import json
 import logging
 import math
@@ -35,6 +36,9 @@ class HitGroup(click.Group):
     """A click group whose errors are one line on stderr: exit 2 for usage, 1 for bad data."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown as its bytes, the same in
+            if isinstance(stream, io.TextIOWrapper):  # status lines and errors, whatever the locale's error handler
+                stream.reconfigure(errors="surrogateescape")
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -232,7 +236,8 @@ def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tu
 def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[str]:
     """Each input's output: ``output`` for one input; in the folder ``output`` names; else next to the input."""
     if output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir():
-        raise CLIError(f"no folder {output}")
+        stem = output.rstrip("/" + os.sep)
+        raise CLIError(f"{stem} is not a folder" if os.path.lexists(stem) else f"no folder {output}")
     if output is not None and output != "-" and Path(output).is_dir():
         if "-" in inputs:
             raise click.UsageError("-o/--output is a folder; standard input needs a file name")
