@@ -27,9 +27,10 @@ def measure(loaded, images, beta: float, steps: int) -> dict:
 
 
 def report(results: dict) -> str:
+    where = f"centre crops of at most {results['crop']}²" if results["crop"] else "whole photos"
     lines = ["# Encoder-side refinement of z1: what it gains", "",
              f"`python -m benchmarks.refine {results['argv']}`; real bytes on {results['images']} dev-eval photos "
-             f"(centre crops of at most {results['crop'] or 'whole'}²), {results['threads']} threads. Objective: "
+             f"({where}), {results['threads']} threads. Objective: "
              "per-pixel (D + βR)/β of the mean bpp and PSNR (lower is better); change against the same model "
              "without refinement.", "",
              "| model | β2 = β1 | steps | bpp | PSNR dB | objective | change | encode s/image |",
@@ -40,7 +41,7 @@ def report(results: dict) -> str:
             change = f"{100 * (p['objective'] / base[p['beta1']] - 1):+.1f} %" if p["beta1"] in base else ""
             lines.append(f"| {name} | {p['beta1']:g} | {p['steps']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
                          f"{p['objective']:.4f} | {change} | {p['encode_s']:.1f} |")
-    lines += ["", "BD-rate over the measured points against the same model without refinement (negative = fewer "
+    lines += ["", "BD-rate over the measured points (linear between two) against the same model without refinement (negative = fewer "
               "bits at equal PSNR):", ""]
     for name, points in results["models"].items():
         by_steps: dict[int, list[dict]] = {}
