@@ -41,8 +41,8 @@ def report(results: dict) -> str:
             change = f"{100 * (p['objective'] / base[p['beta1']] - 1):+.1f} %" if p["beta1"] in base else ""
             lines.append(f"| {name} | {p['beta1']:g} | {p['steps']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
                          f"{p['objective']:.4f} | {change} | {p['encode_s']:.1f} |")
-    lines += ["", "BD-rate over the measured points (linear between two) against the same model without refinement (negative = fewer "
-              "bits at equal PSNR):", ""]
+    lines += ["", "BD-rate over the measured points (linear between two) against the same model without "
+              "refinement (negative = fewer bits at equal PSNR):", ""]
     for name, points in results["models"].items():
         by_steps: dict[int, list[dict]] = {}
         for p in points:
