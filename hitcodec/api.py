@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -27,6 +28,8 @@ def resolve_model(model: ModelArg) -> LoadedModel:
     """A LoadedModel from a LoadedModel, a model file path, or None for the shipped default model."""
     if isinstance(model, LoadedModel):
         return model
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a LoadedModel, the path of a model file or None, not {type(model).__name__}")
     return load_model(str(model) if model is not None else None)
 
 
@@ -89,6 +92,8 @@ def hit_bytes(data: DataArg) -> bytes:
     """The bytes of a .hit file from bytes-like data, a path or a binary file."""
     if isinstance(data, (str, os.PathLike)):
         return Path(data).read_bytes()
+    if isinstance(data, io.TextIOBase):  # its read() would decode the bytes as text first
+        raise TypeError("cannot decompress a file opened as text: open it in binary mode ('rb')")
     if hasattr(data, "read"):
         data = data.read()
     if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):  # not bytes(int): that many zero bytes
@@ -104,5 +109,7 @@ def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu",
     ``device`` runs the synthesis transform, as in `compress`. Files declaring more than ``max_pixels`` pixels are
     refused before any decoding (lower it where files come from untrusted sources: decoding time and memory grow
     with the declared size)."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise TypeError(f"max_pixels must be a whole number, not {type(max_pixels).__name__}")
     decoded = codec.decode(resolve_model(model), hit_bytes(data), max_pixels=max_pixels, device=device)
     return to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)

@@ -65,7 +65,8 @@ def _number(value, name: str) -> float:
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
-    beta2/beta1; model, device and verify as in `hitcodec.compress`."""
+    beta2/beta1, or target_rates = (bpp of z2, bpp of z1) as the CLI's --target-rates; model, device and verify as
+    in `hitcodec.compress`."""
     from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, to_codec_image, verify_coded
 
@@ -73,9 +74,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     device, verify = opts.get("device", "cpu"), bool(opts.get("verify", False))
     loaded = resolve_model(opts.get("model"))
     beta2, beta1 = codec.check_betas(opts.get("beta2", 1.0), opts.get("beta1", 1.0), loaded.model.config)
-    size, bpp = opts.get("target_size"), opts.get("target_bpp")
-    if size is not None and bpp is not None:
-        raise ValueError("give target_size or target_bpp, not both")
+    size, bpp, rates = opts.get("target_size"), opts.get("target_bpp"), opts.get("target_rates")
+    if sum(t is not None for t in (size, bpp, rates)) > 1:
+        raise ValueError("give one of target_size, target_bpp and target_rates")
+    if rates is not None:
+        if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or len(rates) != 2:
+            raise ValueError(f"target_rates must be two numbers (bpp of z2, bpp of z1), got {rates!r}")
+        rates = tuple(_number(r, "target_rates") for r in rates)
+        if "beta2" in opts or "beta1" in opts:
+            raise ValueError("target_rates chooses beta2 and beta1; leave them out")
     if size is not None:
         size = _number(size, "target_size")
         if size != int(size):
@@ -83,8 +90,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     if bpp is not None:
         size = targets.bytes_for_bpp(_number(bpp, "target_bpp"), im.width * im.height)
     image = to_codec_image(im)
-    if size is not None:
-        result = targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device)
+    if size is not None or rates is not None:
+        result = (targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device)
+                  if rates is None else targets.compress_to_layer_rates(loaded, image, *rates, device=device))
         if not result.reached:
             warnings.warn(result.message, stacklevel=3)
         coded = result.coded

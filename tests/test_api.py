@@ -35,6 +35,17 @@ def test_unsupported_argument_types_raise_a_clear_type_error(tiny, bad):
         api.decompress(bad, model=tiny)
 
 
+def test_a_model_a_text_file_or_a_pixel_limit_of_the_wrong_type_is_a_clear_type_error(tiny, image, tmp_path):
+    with pytest.raises(TypeError, match="model must be a LoadedModel"):
+        api.compress(image, model=123)
+    hit = tmp_path / "x.hit"
+    hit.write_bytes(api.compress(image, model=tiny))
+    with open(hit) as text, pytest.raises(TypeError, match="binary mode"):
+        api.decompress(text, model=tiny)
+    with pytest.raises(TypeError, match="max_pixels must be a whole number"):
+        api.decompress(hit, model=tiny, max_pixels="5")
+
+
 def test_device_is_passed_on(tiny, image):
     with pytest.raises(ValueError, match="unknown device"):
         api.compress(image, model=tiny, device="bogus")

@@ -1,4 +1,5 @@
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -48,7 +49,9 @@ def test_a_payload_that_does_not_decode_raises_oserror_on_load(tmp_path, photo, 
     ({"target_bpp": 0.5, "beta1": 0}, "beta1 must be"), ({"target_size": float("inf")}, "target_size must be"),
     ({"target_size": "abc"}, "target_size must be"), ({"target_size": 10.5}, "whole number"),
     ({"target_bpp": 0.5, "beta2": 1000, "beta1": 1000}, "beta2 must be"),
-    ({"target_bpp": 0.5, "target_size": 100}, "not both")])
+    ({"target_bpp": 0.5, "target_size": 100}, "give one of"), ({"target_rates": 0.5}, "two numbers"),
+    ({"target_rates": (0.1, "x")}, "target_rates must be"),
+    ({"target_rates": (0.01, 0.2), "beta1": 2}, "leave them out")])
 def test_bad_save_options_are_a_clear_value_error(tmp_path, photo, tiny_path, options, message):
     with pytest.raises(ValueError, match=message):
         Image.fromarray(photo[:16, :16]).save(tmp_path / "bad.hit", model=str(tiny_path), **options)
@@ -87,6 +90,11 @@ def test_save_to_a_target_size_through_pillow(tmp_path, photo, tiny_path):
     assert bpp_path.read_bytes() == expected
     with pytest.warns(UserWarning, match="of the target"):  # out of reach: the closest file, and why
         im.save(tmp_path / "far.hit", target_size=10**6, model=str(tiny_path))
+    expected = targets.compress_to_layer_rates(loaded, to_codec_image(im), 0.02, 0.3).coded.data
+    with warnings.catch_warnings():  # the tiny model may not reach them: the closest file, with a warning
+        warnings.simplefilter("ignore")
+        im.save(tmp_path / "rates.hit", target_rates=(0.02, 0.3), model=str(tiny_path))
+    assert (tmp_path / "rates.hit").read_bytes() == expected  # the search of `hitcodec compress --target-rates`
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ValueError, match="finite positive"):
             im.save(tmp_path / "bad.hit", target_bpp=bad, model=str(tiny_path))

@@ -63,6 +63,8 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"no such file: {exc.filename}"
+    elif isinstance(exc, IsADirectoryError) and exc.filename:
+        text = f"{exc.filename} is a folder; give a file"
     elif isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
         asked = re.search(r"allocate ([0-9]+) bytes", text)  # torch's CPU allocator says how much
         text = "out of memory" + (f" (an allocation of {int(asked[1]) / 2**30:.1f} GiB failed)" if asked else "")
@@ -708,6 +710,8 @@ def compare(image_path, bpp, output, crop, force, model_path):
         raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf, .svg or one of "
                                f"{', '.join(sorted(drawn - {'png', 'pdf', 'svg'}))}")
     image = read_image(image_path)
+    if image.frames_warning():
+        click.echo(f"hitcodec: warning: {image.frames_warning()}", err=True)
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     rgb = np.ascontiguousarray(image.rgb[top:top + crop, left:left + crop])
