@@ -63,8 +63,6 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"no such file: {exc.filename}"
-    elif isinstance(exc, IsADirectoryError) and exc.filename:
-        text = f"{exc.filename} is a folder; give a file"
     elif isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
         asked = re.search(r"allocate ([0-9]+) bytes", text)  # torch's CPU allocator says how much
         text = "out of memory" + (f" (an allocation of {int(asked[1]) / 2**30:.1f} GiB failed)" if asked else "")
@@ -728,7 +726,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
 
 
 @main.command()
-@click.argument("input", type=str)
+@click.argument("input", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image (the estimates decode every latent).")
