@@ -110,7 +110,8 @@ def train_model(name: str, betas: str, args) -> Path:
                                          cond_kernels=0 if fixed else args.cond_kernels,
                                          bins_max=0.0 if fixed else args.bins_max,
                                          z1_min_channels=0 if fixed else args.z1_min_channels,
-                                         mask_synthesis=not fixed and args.mask_synthesis))  # as `train` stores it
+                                         mask_synthesis=not fixed and args.mask_synthesis,
+                                         decoder_gains=not fixed and args.decoder_gains))  # as `train` stores it
     if last.exists():
         state = load_checkpoint(last)
         _check_same_run(last, state, model_cfg, cfg)
@@ -363,7 +364,8 @@ def _pct(bd_rate_pct: float) -> str:
 
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
-            "bins_max", "beta_warmup", "z1_min_channels", "mask_synthesis", "train_only")  # not for --model
+            "bins_max", "beta_warmup", "z1_min_channels", "mask_synthesis", "decoder_gains",
+            "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -419,6 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask-synthesis", action="store_true",
                         help="with --z1-min-channels: the synthesis reads 0 for the z1 channels not in use "
                              "(GHVAEConfig.mask_synthesis)")
+    parser.add_argument("--decoder-gains", action="store_true",
+                        help="the conditioned models' decoders learn a gain per latent channel and beta "
+                             "(GHVAEConfig.decoder_gains)")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),

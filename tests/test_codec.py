@@ -328,6 +328,38 @@ def test_mask_synthesis_keeps_the_other_betas_off_the_masked_channels(photo):
     assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
 
 
+def test_decoder_gains_start_as_the_identity_and_scale_only_the_decoders_input(photo):
+    """GHVAEConfig.decoder_gains: at initialisation the model computes what the same weights without them compute;
+    a gain changes the reconstruction but not the symbols of z2 (the encoder's Δ alone sets them); files round-trip
+    and the option is part of the stored config and the model id."""
+    from dataclasses import replace
+
+    from hitcodec.models.ghvae import GHVAE
+    from hitcodec.weights import model_from_state
+
+    from conftest import TINY
+
+    torch.manual_seed(0)
+    gained = GHVAE(replace(TINY, latent_bins=True, decoder_gains=True)).eval()
+    plain = GHVAE(replace(TINY, latent_bins=True)).eval()
+    plain.load_state_dict({k: v for k, v in gained.state_dict().items() if not k.startswith("gains_")})
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    beta2, beta1 = torch.tensor([0.5]), torch.tensor([2.0])
+    with torch.no_grad():
+        before = gained(x, beta2, beta1, latents=True)
+        assert torch.equal(before["x_hat"], plain(x, beta2, beta1)["x_hat"])
+        gained.gains_z1.bias.fill_(-0.5)
+        after = gained(x, beta2, beta1, latents=True)
+    assert torch.equal(after["z2_hat"], before["z2_hat"]) and not torch.allclose(after["x_hat"], before["x_hat"])
+    loaded = LoadedModel(gained, model_id(gained), "gained")
+    coded = codec.encode(loaded, CodecImage(photo, None, "RGB"), 0.3, 5.0)
+    decoded = codec.decode(loaded, coded.data)
+    assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
+    assert gained.config.to_dict()["decoder_gains"] and "decoder_gains" not in TINY.to_dict()
+    again = model_from_state({"model_config": gained.config.to_dict(), "model": gained.state_dict()})
+    assert again.config.decoder_gains and model_id(again) == model_id(gained) != model_id(plain)
+
+
 def test_cond_kernels_start_as_the_plain_convolution_and_round_trip(photo):
     """A CondConv layer (GHVAEConfig.cond_kernels) starts as its plain convolution; once its kernel depends on beta,
     each image of a batch still gets its own kernel, and the model's latents round-trip exactly."""
