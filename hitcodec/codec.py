@@ -179,9 +179,6 @@ def latents_crc(symbols: dict[str, np.ndarray]) -> int:
     return crc
 
 
-REFINE_MAX_PIXELS = 1 << 22  # refinement keeps the whole synthesis for its gradient: about 1.3 GB per megapixel
-
-
 def _to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.permute(1, 2, 0).contiguous().numpy()
@@ -195,15 +192,12 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
 
     ``device`` runs the image-side networks (analysis and the posteriors); the priors, which both sides must
     compute bit for bit alike, always run on the CPU, so a file decodes the same whichever device encoded it.
-    ``refine_steps`` > 0 refines z1 for this image by that many gradient steps (`hitcodec.refine`), on images of
-    up to ``REFINE_MAX_PIXELS`` (its memory grows with the image: about 1.3 GB per megapixel on the CPU).
+    ``refine_steps`` > 0 refines z1 for this image by that many gradient steps (`hitcodec.refine`; tile by tile
+    on images larger than about 1 megapixel, so that its memory stays bounded).
     """
     beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"refine_steps must be a whole number >= 0, not {refine_steps!r}")
-    if refine_steps and image.rgb.shape[0] * image.rgb.shape[1] > REFINE_MAX_PIXELS:
-        raise ValueError(f"refinement is limited to images of {REFINE_MAX_PIXELS / 1e6:.1f} megapixels (its memory "
-                         f"grows with the image); this one has {image.rgb.shape[0] * image.rgb.shape[1] / 1e6:.1f}")
     model, device = loaded.model, resolve_device(device)
     net = loaded.on(device)
     height, width = image.rgb.shape[:2]

@@ -460,6 +460,23 @@ def test_refinement_codes_better_latents_that_decode(tiny, photo, monkeypatch):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="refine_steps"):
             codec.encode(tiny, image, 1.0, 1.0, refine_steps=bad)
-    monkeypatch.setattr(codec, "REFINE_MAX_PIXELS", 40 * 55)
-    with pytest.raises(ValueError, match="refinement is limited"):
-        codec.encode(tiny, image, 1.0, 1.0, refine_steps=1)
+    # a z1 grid larger than tile + halo is refined tile by tile, each tile with its neighbours as context
+    image = CodecImage(photo[:120, :100], None, "RGB")  # z1: 8 x 8 positions
+    x = torch.from_numpy(image.rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        h, y2 = codec._bottom_up(model, pad_to_stride(x), e)
+        ctx, mean1, scale1 = refine.z1_context(model, y2, e)
+        o1 = model.posterior_z1(h, ctx, mean1, e) - mean1
+    args = (model, x, e, mean1, scale1, o1, 0.5)
+    _, whole = refine.refine_z1(*args, 0)
+    _, tiles = refine.refine_z1(*args, 0, tile=3, halo=2)  # 9 tiles; 2 positions hold the synthesis's reach
+    assert tiles == pytest.approx(whole, rel=1e-6)  # the tiles' own pixels and rates add up to the whole
+    best, history = refine.refine_z1(*args, 20, lr=0.05, check_every=5, tile=3, halo=2)
+    assert len(history) == 5 and min(history) <= history[0] and not torch.equal(best, o1)
+    monkeypatch.setattr(refine, "REFINE_TILE", 3)
+    monkeypatch.setattr(refine, "REFINE_HALO", 2)
+    assert torch.equal(refine.refine_z1(*args, 20, lr=0.05, check_every=5)[0], best)
+    coded = codec.encode(tiny, image, 0.5, 0.5, refine_steps=6)
+    assert codec.encode(tiny, image, 0.5, 0.5, refine_steps=6).data == coded.data
+    decoded = codec.decode(tiny, coded.data)
+    assert all(np.array_equal(decoded.symbols[n], coded.symbols[n]) for n in codec.LAYERS)
