@@ -396,6 +396,12 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
         r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / f"la.{fmt}", "--model", tiny_path)
         assert r.exit_code == 0 and "warning" not in r.stderr, (fmt, r.output)
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"la.{fmt}").convert("LA")), la_ref), fmt
+    big = tmp_path / "big.png"
+    Image.fromarray(np.tile(photo[:40, :50], (1, 6, 1))).save(big)  # 300 pixels wide
+    assert run("compress", big, "--model", tiny_path).exit_code == 0
+    r = run("decompress", tmp_path / "big.hit", "-o", tmp_path / "big.ico", "--model", tiny_path)
+    assert r.exit_code == 1 and "ICO holds at most 256x256 pixels, not 300x40" in r.stderr, r.output
+    assert not (tmp_path / "big.ico").exists()
     r = run("decompress", hit, "-o", tmp_path / "out.pdf", "--model", tiny_path)  # Pillow cannot read PDF back
     assert r.exit_code == 0 and (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-", r.output
 

@@ -514,6 +514,9 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     fmt = _output_format(dst, fmt)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "MPO": {"quality": 95},
                "PDF": {"quality": 95}, "ICO": {"sizes": [im.size]}}  # (PDF holds RGB and gray as JPEG)
+    if fmt == "ICO" and max(im.size) > 256:  # (Pillow says "All sizes too large for image")
+        raise CLIError(f"cannot write {dst}: ICO holds at most 256x256 pixels, not {im.width}x{im.height} "
+                       "(use .png)")
     # where a format cannot hold the mode: without alpha (JPEG; LA in BMP or PPM), gray as RGB(A) (QOI)
     errors = []
     for mode in [im.mode] + {"L": ["RGB"], "LA": ["L", "RGBA", "RGB"], "RGBA": ["RGB"]}.get(im.mode, []):
