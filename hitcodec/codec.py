@@ -193,7 +193,7 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     ``device`` runs the image-side networks (analysis and the posteriors); the priors, which both sides must
     compute bit for bit alike, always run on the CPU, so a file decodes the same whichever device encoded it.
     ``refine_steps`` > 0 refines z1 for this image by that many gradient steps (`hitcodec.refine`; tile by tile
-    on images larger than about 1 megapixel, so that its memory stays bounded).
+    on images with a side above 1088 pixels, so that its memory stays bounded).
     """
     beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:

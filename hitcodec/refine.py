@@ -38,12 +38,11 @@ def refine_z1(model: GHVAE, x: torch.Tensor, e: torch.Tensor, mean1: torch.Tenso
     """Refine z1's offsets o1 (bin units) for the image x (1, 3, H, W) in [0, 1]; returns the best offsets and
     D + β1·R(z1|ẑ2) of the rounded offsets at each check (nats; the first is the encoder's own), summed over tiles.
 
-    A z1 grid larger than ``tile + halo`` positions a side (default `REFINE_TILE` and `REFINE_HALO`) is refined
-    ``tile`` positions a side at a time, in
-    raster order, so that memory stays bounded (the synthesis is kept for its gradient: about 1.3 GB per megapixel
-    on the CPU). Each tile sees ``halo`` positions of its neighbours as fixed context, already refined above and to
-    its left, and its objective counts its own pixels and rates; the halo covers the synthesis's reach, so those
-    pixels are exactly what the decoder computes from the window."""
+    A z1 grid with a side above ``tile + halo`` positions (default `REFINE_TILE` and `REFINE_HALO`) is refined
+    ``tile`` positions a side at a time, in raster order, so that memory stays bounded (the synthesis is kept for
+    its gradient: about 1.3 GB per megapixel on the CPU). Each tile sees ``halo`` positions of its neighbours as
+    fixed context, already refined above and to its left, and its objective counts its own pixels and rates; the
+    halo covers the synthesis's reach, so those pixels are exactly what the decoder computes from the window."""
     tile, halo = REFINE_TILE if tile is None else tile, REFINE_HALO if halo is None else halo
     height, width = o1.shape[2:]
     if height <= tile + halo and width <= tile + halo:
