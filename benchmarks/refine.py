@@ -48,8 +48,9 @@ def report(results: dict) -> str:
         for p in points:
             by_steps.setdefault(p["steps"], []).append(p)
         for steps, curve in by_steps.items():
-            if steps and 0 in by_steps and len(curve) > 1:
-                lines.append(f"- {name}, {steps} steps: {bd_rate(by_steps[0], curve):+.1f} %")
+            if steps and 0 in by_steps:
+                value = f"{bd_rate(by_steps[0], curve):+.1f} %" if len(curve) > 1 else "needs two β or more"
+                lines.append(f"- {name}, {steps} steps: {value}")
     return "\n".join(lines) + "\n"
 
 
