@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import operator
 import os
 import threading
 import zlib
@@ -196,8 +197,9 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     on images with a side above 1088 pixels, so that its memory stays bounded).
     """
     beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+    if isinstance(refine_steps, bool) or not hasattr(refine_steps, "__index__") or operator.index(refine_steps) < 0:
         raise ValueError(f"refine_steps must be a whole number >= 0, not {refine_steps!r}")
+    refine_steps = operator.index(refine_steps)  # (numpy's integers too)
     model, device = loaded.model, resolve_device(device)
     net = loaded.on(device)
     height, width = image.rgb.shape[:2]

@@ -457,8 +457,8 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
               help="Search (beta2, beta1) until z2 and z1 each take this many bits per pixel (within 5 %).")
 @click.option("--refine", "refine_steps", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Refine z1 for each image by N gradient steps on the objective (e.g. 100): a better "
-                   "rate/distortion trade-off at the same betas, for a much slower encode (images of up to 4.2 "
-                   "megapixels).")
+                   "rate/distortion trade-off at the same betas, for a much slower encode (in tiles of 1024x1024 "
+                   "pixels on larger images).")
 @click.option("--verify", is_flag=True, help="Decode the result, check its latents and report PSNR before writing.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
