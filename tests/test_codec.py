@@ -440,7 +440,8 @@ def test_a_child_forked_while_another_thread_codes_can_code(tiny):
 
 def test_refinement_codes_better_latents_that_decode(tiny, photo, monkeypatch):
     """compress --refine: the refined z1 decodes like any other, the same image gives the same file, and the
-    rounded objective of the refined offsets is never above the encoder's own (the best check is kept)."""
+    rounded objective of the refined offsets is never above the encoder's own (the best check is kept); a z1 grid
+    larger than a tile is refined tile by tile, and the tiles' objectives add up to the whole image's."""
     from hitcodec import refine
     from hitcodec.models.ghvae import pad_to_stride
 
