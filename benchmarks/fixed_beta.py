@@ -105,6 +105,7 @@ def train_model(name: str, betas: str, args) -> Path:
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       bins_init="zero" if fixed else args.bins_init, beta_warmup=0 if fixed else args.beta_warmup,
+                      bins_lr=0.0 if fixed else args.bins_lr,
                       **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                                          cond_kernels=0 if fixed else args.cond_kernels,
@@ -122,7 +123,7 @@ def train_model(name: str, betas: str, args) -> Path:
 
 
 RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
-          "loss_norm", "bins_init", "beta_warmup")  # the TrainConfig fields of another run
+          "loss_norm", "bins_init", "beta_warmup", "bins_lr")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -365,7 +366,7 @@ def _pct(bd_rate_pct: float) -> str:
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
             "bins_max", "beta_warmup", "z1_min_channels", "mask_synthesis", "decoder_gains",
-            "train_only")  # not for --model
+            "bins_lr", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -421,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask-synthesis", action="store_true",
                         help="with --z1-min-channels: the synthesis reads 0 for the z1 channels not in use "
                              "(GHVAEConfig.mask_synthesis)")
+    parser.add_argument("--bins-lr", type=float, default=0.0, metavar="LR",
+                        help="with --latent-bins: the conditioned models' learning rate of the bin widths "
+                             "(TrainConfig.bins_lr; default 0, the --lr)")
     parser.add_argument("--decoder-gains", action="store_true",
                         help="the conditioned models' decoders learn a gain per latent channel and beta "
                              "(GHVAEConfig.decoder_gains)")
@@ -458,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--z1-min-channels must lie in [0, {SMALL.z1_channels}], not {args.z1_min_channels}")
     if args.mask_synthesis and not args.z1_min_channels:
         parser.error("--mask-synthesis needs --z1-min-channels")
+    if args.bins_lr and not (args.latent_bins and args.bins_lr > 0 and math.isfinite(args.bins_lr)):
+        parser.error(f"--bins-lr must be a learning rate > 0 and needs --latent-bins, not {args.bins_lr}")
     if args.beta_warmup < 0:
         parser.error(f"--beta-warmup must be >= 0, not {args.beta_warmup}")
     if args.model:
