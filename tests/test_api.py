@@ -60,3 +60,8 @@ def test_decompress_refuses_files_above_its_pixel_limit(tiny, image):
     with pytest.raises(BitstreamError, match="allowed range"):
         api.decompress(data, model=tiny, max_pixels=599)
     assert api.decompress(data, model=tiny, max_pixels=600).size == (30, 20)
+    assert api.decompress(data, model=tiny, max_pixels=np.int64(600)).size == (30, 20)  # numpy's integers too
+    with pytest.raises(ValueError, match="max_pixels must be >= 1"):
+        api.decompress(data, model=tiny, max_pixels=0)
+    with pytest.raises(TypeError, match="max_pixels must be a whole number"):
+        api.decompress(data, model=tiny, max_pixels=600.0)
