@@ -6,6 +6,7 @@ Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import io
@@ -14,6 +15,7 @@ import logging
 import math
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
@@ -256,9 +258,22 @@ def _unless_stopped(job, src: str, dst: str):
     return job(src, dst)
 
 
-def _worker_init(threads: int, stop) -> None:
-    import signal
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Block SIGINT in this thread for the block, so that the processes it starts inherit it blocked (their
+    `_worker_init` then ignores it: the main process handles Ctrl-C); a Ctrl-C meanwhile is raised when the block
+    ends. Where signals cannot be blocked (Windows) a no-op."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
+
+def _worker_init(threads: int, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and sets ``stop``
     signal.signal(signal.SIGTERM, _terminated)  # a second Ctrl-C
     global _STOP
@@ -313,18 +328,18 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     if "-" in inputs:
         jobs = 1
     pool = stop = None
-    if jobs > 1:
-        import torch
-
-        # spawn, not fork: forking a process whose OpenMP thread pool is running can deadlock the child
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
-                                   initargs=(max(1, torch.get_num_threads() // jobs), stop))
-        results = [pool.submit(_unless_stopped, job, src, dst) for src, dst in todo]
-    else:
-        results = [None] * len(todo)
+    results = [None] * len(todo)
     try:
+        if jobs > 1:
+            import torch
+
+            # spawn, not fork: forking a process whose OpenMP thread pool is running can deadlock the child
+            context = multiprocessing.get_context("spawn")
+            stop = context.Event()
+            with _ctrl_c_held():  # the workers start with Ctrl-C blocked, so that one while they import is no traceback
+                pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                           initargs=(max(1, torch.get_num_threads() // jobs), stop))
+                results = [pool.submit(_unless_stopped, job, src, dst) for src, dst in todo]
         for (src, dst), future in tqdm(list(zip(todo, results)), disable=quiet or not many or not sys.stderr.isatty(),
                                        unit="file", file=sys.stderr, leave=False):
             try:
