@@ -262,15 +262,15 @@ def _unless_stopped(job, src: str, dst: str):
 def _ctrl_c_held():
     """Block SIGINT in this thread for the block, so that the processes it starts inherit it blocked (their
     `_worker_init` then ignores it: the main process handles Ctrl-C); a Ctrl-C meanwhile is raised when the block
-    ends. Where signals cannot be blocked (Windows) a no-op."""
+    ends (the thread's mask is then as before). Where signals cannot be blocked (Windows) a no-op."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _worker_init(threads: int, stop) -> None:
