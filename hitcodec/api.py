@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import operator
 import os
 import warnings
 from pathlib import Path
@@ -110,10 +109,6 @@ def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu",
     ``device`` runs the synthesis transform, as in `compress`. Files declaring more than ``max_pixels`` pixels are
     refused before any decoding (lower it where files come from untrusted sources: decoding time and memory grow
     with the declared size)."""
-    if isinstance(max_pixels, bool) or not hasattr(max_pixels, "__index__"):
-        raise TypeError(f"max_pixels must be a whole number, not {type(max_pixels).__name__}")
-    max_pixels = operator.index(max_pixels)  # (numpy's integers too)
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be >= 1, not {max_pixels}")
+    max_pixels = codec.check_whole("max_pixels", max_pixels, 1)
     decoded = codec.decode(resolve_model(model), hit_bytes(data), max_pixels=max_pixels, device=device)
     return to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)

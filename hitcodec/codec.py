@@ -60,6 +60,17 @@ class ModelMismatchError(ValueError):
     """A bitstream made by another model than the one given for decoding."""
 
 
+def check_whole(name: str, value, minimum: int) -> int:
+    """``value`` as an int (numpy's integers too): TypeError unless it is a whole number (bool is not), ValueError
+    if it is below ``minimum``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    value = operator.index(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return value
+
+
 def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -> tuple[float, float]:
     """Validate the multipliers against the model's trained range (``config``; default [0.1, 10]) and round them
     to float32, the precision stored in the bitstream."""
@@ -197,9 +208,7 @@ def encode(loaded: LoadedModel, image: CodecImage, beta2: float, beta1: float,
     on images with a side above 1088 pixels, so that its memory stays bounded).
     """
     beta2, beta1 = check_betas(beta2, beta1, loaded.model.config)
-    if isinstance(refine_steps, bool) or not hasattr(refine_steps, "__index__") or operator.index(refine_steps) < 0:
-        raise ValueError(f"refine_steps must be a whole number >= 0, not {refine_steps!r}")
-    refine_steps = operator.index(refine_steps)  # (numpy's integers too)
+    refine_steps = check_whole("refine_steps", refine_steps, 0)
     model, device = loaded.model, resolve_device(device)
     net = loaded.on(device)
     height, width = image.rgb.shape[:2]
