@@ -259,6 +259,7 @@ def test_worker_processes_start_with_ctrl_c_blocked():
     and one that comes meanwhile reaches the main process when the block ends."""
     import signal
     import subprocess
+    import threading
 
     from hitcodec.cli import _ctrl_c_held
 
@@ -272,9 +273,37 @@ def test_worker_processes_start_with_ctrl_c_blocked():
     assert not sigint_blocked(subprocess.run(child, capture_output=True, text=True, check=True).stdout)
     with pytest.raises(KeyboardInterrupt):
         with _ctrl_c_held():
-            os.kill(os.getpid(), signal.SIGINT)
+            # to this thread: a process-wide one may go to a thread with SIGINT open (OpenBLAS's), raising at once
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
             arrived = True  # not raised inside the block
     assert arrived
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line():
+    """A Ctrl-C that comes while `hitcodec.cli` imports click and numpy exits 130 with one line, no traceback, and
+    importing it leaves the caller's SIGINT handler as it was."""
+    import signal
+    import subprocess
+
+    # an import hook sends the Ctrl-C when click is looked for, as a user's early Ctrl-C would
+    code = """if True:
+        import os, signal, sys
+
+        class CtrlC:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name == "click":
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        sys.meta_path.insert(0, CtrlC)
+        from hitcodec.cli import main
+        main()
+    """
+    r = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr, r.stdout) == (130, "hitcodec: interrupted\n", "")
+    import hitcodec.cli
+
+    assert signal.getsignal(signal.SIGINT) is not hitcodec.cli._interrupted_while_starting
 
 
 def test_folder_inputs_and_worker_processes(tmp_path, tiny_path, photo):

@@ -19,11 +19,23 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import click
-import numpy as np
+
+def _interrupted_while_starting(signum, frame):
+    sys.stderr.write("hitcodec: interrupted\n")
+    raise SystemExit(130)
+
+
+# A Ctrl-C while click and numpy import (most of the ~0.3 s before `HitGroup.main` catches it) is one line, not a
+# traceback; the previous handler is restored at the end of this module. Not in another thread: not ours to set.
+_OWN_SIGINT = threading.current_thread() is threading.main_thread()
+_sigint_before = signal.signal(signal.SIGINT, _interrupted_while_starting) if _OWN_SIGINT else None
+
+import click  # noqa: E402
+import numpy as np  # noqa: E402
 
 EXIT_DATA, EXIT_USAGE = 1, 2
 LOSS_NORMS = ("none", "sqrt-beta", "root8-beta", "times-root8-beta")  # hitcodec.models.ghvae.LOSS_NORMS, whose
@@ -261,8 +273,9 @@ def _unless_stopped(job, src: str, dst: str):
 @contextlib.contextmanager
 def _ctrl_c_held():
     """Block SIGINT in this thread for the block, so that the processes it starts inherit it blocked (their
-    `_worker_init` then ignores it: the main process handles Ctrl-C); a Ctrl-C meanwhile is raised when the block
-    ends (the thread's mask is then as before). Where signals cannot be blocked (Windows) a no-op."""
+    `_worker_init` then ignores it: the main process handles Ctrl-C); a Ctrl-C meanwhile is raised in the main
+    process when the block ends (the thread's mask is then as before), or at once where another of its threads
+    (OpenBLAS's) takes the signal. Where signals cannot be blocked (Windows) a no-op."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -947,3 +960,7 @@ def export(checkpoint, output, force):
     write_atomic(output, data.getvalue(), force)  # as every output: a device, FIFO or link is written, not replaced
     click.echo(f"wrote {output}: model id {model_id(model_from_state(state)).hex()}, "
                f"{len(data.getvalue()) / 1e6:.1f} MB", err=output == "-")
+
+
+if _OWN_SIGINT:  # (None: a handler not set from Python, taken as the default)
+    signal.signal(signal.SIGINT, signal.SIG_DFL if _sigint_before is None else _sigint_before)
