@@ -4,7 +4,7 @@ Rules (also in README):
 - EXIF orientation is applied, so the coded image looks as it does in a viewer (an unreadable EXIF block is ignored).
 - An RGB image with an embedded ICC colour profile (Adobe RGB, Display P3, ...) is converted to sRGB, the colours
   the model was trained on and that a decoded image has (it carries no profile); colours outside sRGB are clipped.
-  An sRGB profile (one that maps a grid of colours to within 1 of themselves) leaves the pixels as they are; a
+  A profile that moves none of the image's pixels by more than 1 (sRGB itself) leaves them as they are; a
   profile that cannot be read, or is not an RGB profile, is ignored, as browsers do.
 - Other metadata (EXIF, XMP, comments, resolution) is not stored.
 - Gray ("1", "L", 16-bit "I;16", "I") is coded as RGB with equal channels and decoded as "L"; a 32-bit "I" image
@@ -19,7 +19,6 @@ Rules (also in README):
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import threading
@@ -65,39 +64,25 @@ def _gray16_to_8(im: Image.Image) -> Image.Image:
 _RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "YCbCr")  # modes whose ICC profile is an RGB one
 
 
-@functools.lru_cache(maxsize=16)
-def _applies(icc: bytes) -> bool:
-    """Whether the ICC profile ``icc`` is to be applied: an RGB profile that can be read and is not sRGB itself,
-    that is, that moves some colour of a 18-level grid by more than 1 on its way to sRGB."""
-    from PIL import ImageCms
+def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    """An "RGB" or "RGBA" image whose pixels are in the colour space of the RGB ICC profile ``icc``, in sRGB; ``im``
+    itself where the profile cannot be read, is not an RGB one, or moves none of this image's pixels by more than 1
+    (an sRGB profile, or one that rounds differently)."""
+    from PIL import ImageChops, ImageCms
 
+    rgb = im.convert("RGB")
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if source.profile.xcolor_space.strip() != "RGB":  # e.g. a gray or CMYK profile on an RGB image
-            return False
-        levels = np.linspace(0, 255, 18).round().astype(np.uint8)
-        grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
-        out = ImageCms.profileToProfile(Image.fromarray(grid), source, ImageCms.createProfile("sRGB"),
-                                        outputMode="RGB")
+            return im
+        srgb = ImageCms.profileToProfile(rgb, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return False
-    return int(np.abs(np.asarray(out).astype(np.int16) - grid).max()) > 1
-
-
-def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
-    """An "RGB" or "RGBA" image whose pixels are in the colour space of the ICC profile ``icc``, in sRGB."""
-    from PIL import ImageCms
-
-    if not _applies(icc):
         return im
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        rgb = ImageCms.profileToProfile(im.convert("RGB"), source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+    if max(high for _, high in ImageChops.difference(srgb, rgb).getextrema()) <= 1:
         return im
     if im.mode == "RGBA":
-        rgb.putalpha(im.getchannel("A"))
-    return rgb
+        srgb.putalpha(im.getchannel("A"))
+    return srgb
 
 
 def _gray_alpha_16(im: Image.Image) -> bool:

@@ -55,8 +55,9 @@ def test_palette_and_cmyk_become_rgb():
     assert from_pil(Image.new("CMYK", (4, 4), (0, 255, 255, 0))).mode == "RGB"
 
 
-def _icc_profile(colorants, gamma: float) -> bytes:
-    """A minimal ICC v4 RGB display profile: D50 white, D50-adapted XYZ colorants, one gamma for every channel."""
+def _icc_profile(colorants, gamma) -> bytes:
+    """A minimal ICC v4 RGB display profile: D50 white, D50-adapted XYZ colorants, one tone curve for every channel:
+    a gamma, or a table of values in [0, 1]."""
     def s15(v):
         return struct.pack(">i", round(v * 65536))
 
@@ -64,7 +65,10 @@ def _icc_profile(colorants, gamma: float) -> bytes:
         return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
 
     name = "test RGB".encode("utf-16-be")
-    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    if isinstance(gamma, float):
+        curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    else:
+        curve = b"curv" + bytes(4) + struct.pack(f">I{len(gamma)}H", len(gamma), *(round(v * 65535) for v in gamma))
     tags = [(b"desc", b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(name), 28)
              + name), (b"wtpt", xyz(0.9642, 1.0, 0.8249))]
     tags += [(sig, xyz(*c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)]
@@ -120,6 +124,16 @@ def test_a_cmyk_image_ignores_an_rgb_profile_and_an_srgb_like_profile_is_not_app
     im.info["icc_profile"] = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971),
                                            (0.1431, 0.0606, 0.7141)], 2.4)
     assert from_pil(im).rgb[0, 0].tolist() != [200, 100, 50]
+    # sRGB's own curve as a table, except at level 100, between any grid of a few levels: it applies to that level
+    table = [v / 255 / 12.92 if v <= 10 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in range(256)]
+    table[100] = 0.5
+    im = Image.fromarray(np.array([[[100, 100, 100], [90, 90, 90], [200, 120, 50]]], np.uint8))
+    im.info["icc_profile"] = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971),
+                                           (0.1431, 0.0606, 0.7141)], table)
+    rgb = from_pil(im).rgb.astype(int)
+    assert rgb[0, 0].min() > 180 and np.abs(rgb[0, 1:] - np.asarray(im)[0, 1:]).max() <= 1
+    im = im.crop((1, 0, 3, 1))  # without that level the profile is sRGB's: the pixels as they are
+    assert np.array_equal(from_pil(im).rgb, np.asarray(im))
 
 
 def test_an_unreadable_exif_block_is_ignored():
