@@ -70,7 +70,7 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     (an sRGB profile, or one that rounds differently)."""
     from PIL import ImageChops, ImageCms
 
-    rgb = im.convert("RGB")
+    rgb = im if im.mode == "RGB" else im.convert("RGB")
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if source.profile.xcolor_space.strip() != "RGB":  # e.g. a gray or CMYK profile on an RGB image
