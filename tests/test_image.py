@@ -83,6 +83,8 @@ def _icc_profile(colorants, gamma) -> bytes:
     return header + struct.pack(">I", len(tags)) + table + data
 
 
+# sRGB's colorants, D50-adapted as in ICC sRGB profiles
+SRGB_COLORANTS = [(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)]
 ADOBE_RGB = _icc_profile([(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)], 563 / 256)
 
 
@@ -116,20 +118,18 @@ def test_a_cmyk_image_ignores_an_rgb_profile_and_an_srgb_like_profile_is_not_app
     cmyk.info["icc_profile"] = ADOBE_RGB  # a malformed file: an RGB profile on CMYK pixels
     assert np.array_equal(from_pil(cmyk).rgb, plain)
     # sRGB's colorants with a plain gamma 2.2 instead of sRGB's curve: dark colours move by more than 1, so it applies
-    gamma22 = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)], 2.2)
+    gamma22 = _icc_profile(SRGB_COLORANTS, 2.2)
     im = Image.new("RGB", (2, 2), (10, 10, 10))
     im.info["icc_profile"] = gamma22
     assert from_pil(im).rgb[0, 0, 0] != 10
     im = Image.new("RGB", (2, 2), (200, 100, 50))
-    im.info["icc_profile"] = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971),
-                                           (0.1431, 0.0606, 0.7141)], 2.4)
+    im.info["icc_profile"] = _icc_profile(SRGB_COLORANTS, 2.4)
     assert from_pil(im).rgb[0, 0].tolist() != [200, 100, 50]
     # sRGB's own curve as a table, except at level 100, between any grid of a few levels: it applies to that level
     table = [v / 255 / 12.92 if v <= 10 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in range(256)]
     table[100] = 0.5
     im = Image.fromarray(np.array([[[100, 100, 100], [90, 90, 90], [200, 120, 50]]], np.uint8))
-    im.info["icc_profile"] = _icc_profile([(0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971),
-                                           (0.1431, 0.0606, 0.7141)], table)
+    im.info["icc_profile"] = _icc_profile(SRGB_COLORANTS, table)
     rgb = from_pil(im).rgb.astype(int)
     assert rgb[0, 0].min() > 180 and np.abs(rgb[0, 1:] - np.asarray(im)[0, 1:]).max() <= 1
     im = im.crop((1, 0, 3, 1))  # without that level the profile is sRGB's: the pixels as they are
