@@ -79,6 +79,8 @@ class TrainConfig:
     beta_warmup: int = 0  # steps over which the sampled betas open from the square's high-rate corner (beta_min,
     # beta_min) to the whole square (`open_betas`); 0 = the whole square at once. At small scale every z1 channel was
     # in use at the end of the warm-up, but most were lost later, and the model was worse (docs/equal-steps.md)
+    beta_per_batch: bool = False  # one (beta2, beta1) draw for the whole batch instead of one per image (a diagnostic
+    # of whether mixing betas within a batch holds the conditioned model back; docs/equal-steps.md)
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
 
@@ -499,7 +501,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
-        beta2, beta1 = sample_betas(cfg.batch, cfg.betas, gen, beta_range)
+        beta2, beta1 = sample_betas(1 if cfg.beta_per_batch else cfg.batch, cfg.betas, gen, beta_range)
+        beta2, beta1 = beta2.expand(cfg.batch), beta1.expand(cfg.batch)  # as drawn, or one draw for every image
         if cfg.beta_warmup > step and not at_points:
             beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
         beta2, beta1 = to_device((beta2, beta1), device)

@@ -73,6 +73,11 @@ def test_beta_warmup_opens_the_square_from_its_high_rate_corner(tmp_path, photo,
     train(replace(cfg, out=str(tmp_path / "points"), betas="points:2,2/5,5", steps=1), model_config=TINY,
           progress=False)
     assert set(seen[0][1].tolist()) == {2.0, 5.0}  # a few points: only they, not drawn towards the corner
+    seen.clear()
+    train(replace(cfg, out=str(tmp_path / "per-batch"), beta_warmup=0, beta_per_batch=True, steps=2),
+          model_config=TINY, progress=False)
+    (a2, a1), (c2, c1) = seen  # one draw per batch, every image at it, another at the next step
+    assert a2.shape == (16,) and len(set(a2.tolist())) == 1 and len(set(a1.tolist())) == 1 and a2[0] != c2[0]
 
 
 def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
