@@ -502,7 +502,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
         x = sampler.sample(cfg.batch)
         beta2, beta1 = sample_betas(1 if cfg.beta_per_batch else cfg.batch, cfg.betas, gen, beta_range)
-        beta2, beta1 = beta2.expand(cfg.batch), beta1.expand(cfg.batch)  # as drawn, or one draw for every image
+        if cfg.beta_per_batch:  # one draw for every image of the batch
+            beta2, beta1 = beta2.repeat(cfg.batch), beta1.repeat(cfg.batch)
         if cfg.beta_warmup > step and not at_points:
             beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
         beta2, beta1 = to_device((beta2, beta1), device)
