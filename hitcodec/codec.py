@@ -73,8 +73,10 @@ def check_whole(name: str, value, minimum: int) -> int:
 
 def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -> tuple[float, float]:
     """Validate the multipliers against the model's trained range (``config``; default [0.1, 10]) and round them
-    to float32, the precision stored in the bitstream."""
+    to float32, the precision stored in the bitstream. Each end of the range is accepted as given and as float32
+    rounds it, so that a file written at an end reads back (float32(0.01) lies below 0.01)."""
     lo, hi = (config.beta_min, config.beta_max) if config is not None else (BETA_MIN, BETA_MAX)
+    lo, hi = min(lo, float(np.float32(lo))), max(hi, float(np.float32(hi)))  # float32(0.01) < 0.01 < float32(0.1)
     checked = []
     for name, beta in (("beta2", beta2), ("beta1", beta1)):
         try:

@@ -65,6 +65,28 @@ def test_betas_outside_the_square_are_refused(tiny, beta):
         codec.encode(tiny, _image(8, 8), 1.0, beta)
 
 
+def test_files_at_the_ends_of_a_trained_range_decode():
+    # float32, the header's precision, puts 0.01 below 0.01 and 0.3 above 0.3: the decoder once refused such files
+    from dataclasses import replace
+
+    from conftest import TINY
+
+    model = make_tiny(config=replace(TINY, beta_min=0.01, beta_max=0.3))
+    loaded = LoadedModel(model, model_id(model), "ends")
+    for beta2, beta1 in ((0.01, 0.3), (0.3, 0.01)):
+        coded = codec.encode(loaded, _image(20, 24), beta2, beta1)
+        decoded = codec.decode(loaded, coded.data)
+        assert decoded.header.beta2 < 0.01 or decoded.header.beta1 < 0.01  # float32(0.01), as stored
+        for name in codec.LAYERS:
+            assert np.array_equal(decoded.symbols[name], coded.symbols[name])
+    with pytest.raises(ValueError, match="beta2 must be a finite number in \\[0.01, 0.3\\]"):
+        codec.encode(loaded, _image(8, 8), 0.0099, 0.1)
+    model = make_tiny()  # the default range [0.1, 10], where float32 puts 0.1 above 0.1
+    loaded = LoadedModel(model, model_id(model), "default")
+    coded = codec.encode(loaded, _image(8, 8), 0.1, 10)
+    assert codec.decode(loaded, coded.data).header.beta2 > 0.1
+
+
 def test_alpha_is_kept_losslessly(tiny):
     rng = np.random.default_rng(3)
     alpha = rng.integers(0, 256, (20, 30), dtype=np.uint8)
