@@ -4,10 +4,13 @@
         --betas 0.1,0.2,1,5 [--crop 256] [--out DIR]
 
 For each model and point beta2 = beta1 = b: the rates of the rounded latents under the model's own priors (an
-estimate, as the training log's dev evaluation; the coded file adds a few bytes), the PSNR of its uint8 output, and
-for each layer the number of channels that carry more than 0.1 bit per latent and the fewest that carry 99 % of its
-bits. A channel whose symbols are all 0 costs nothing and tells the synthesis nothing: a model that has let most of
-its z1 channels go so cannot spend more bits where beta asks for them (docs/equal-steps.md).
+estimate, as the training log's dev evaluation; the coded file adds a few bytes), the PSNR of its uint8 output, the
+PSNR when the synthesis reads z1's posterior mean y1 unrounded (the same ẑ2: what the decoder makes of all that the
+encoder puts into z1, an estimate of the model's ceiling at that beta; the decoder was trained on rounded latents,
+so its rounded output can lie a little above it), and for each layer the number of channels that carry more than
+0.1 bit per latent and the fewest that carry 99 % of its bits. A channel whose symbols are all 0 costs nothing and
+tells the synthesis nothing: a model that has let most of its z1 channels go so cannot spend more bits where beta
+asks for them (docs/equal-steps.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.fixed_beta import dev_crops
-from hitcodec.models.ghvae import gaussian_rate
+from hitcodec.models.ghvae import gaussian_rate, log_beta_input
 from hitcodec.weights import load_model
 
 USED_BITS = 0.1  # a channel "in use" carries more than this many bits per latent (per position of its layer)
@@ -36,6 +39,12 @@ def channel_counts(bits: torch.Tensor) -> dict:
     return {"used": int((bits > USED_BITS).sum()), "for_99_percent": min(int((share < 0.99).sum()) + 1, len(bits))}
 
 
+def psnr_uint8(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean over the images of the PSNR (dB) of x_hat as uint8 output against x."""
+    x_hat = (x_hat.clamp(0, 1) * 255).round() / 255
+    return round(float((10 * torch.log10(1 / (x_hat - x).pow(2).mean(dim=(1, 2, 3)))).mean()), 3)
+
+
 @torch.no_grad()
 def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
     """One row per beta (beta2 = beta1) for the model at ``path`` on the batch of images ``x`` in [0, 1]."""
@@ -45,9 +54,8 @@ def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
     for beta in betas:
         beta_ = torch.full((len(x),), beta)
         out = model(x, beta_, beta_, latents=True)  # eval mode: the rounded latents, as the codec codes them
-        x_hat = (out["x_hat"].clamp(0, 1) * 255).round() / 255
-        psnr = (10 * torch.log10(1 / (x_hat - x).pow(2).mean(dim=(1, 2, 3)))).mean()
-        row = {"beta": beta, "psnr": round(float(psnr), 3)}
+        unrounded = model.synthesis(out["y1"], model.embed(log_beta_input(beta_, beta_)))
+        row = {"beta": beta, "psnr": psnr_uint8(out["x_hat"], x), "psnr_z1_unrounded": psnr_uint8(unrounded, x)}
         for name, n in (("z2", 2), ("z1", 1)):
             z_hat, mean, scale = out[f"{name}_hat"], out[f"mean{n}"], out[f"scale{n}"]
             bits = gaussian_rate(z_hat, mean, scale).mean(dim=(0, 2, 3)) / math.log(2)  # per latent, per channel
@@ -72,13 +80,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("the dev crops differ in size: give a --crop no larger than the smallest dev photo")
     x = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
     results = {}
-    print("model        beta   PSNR dB   z2 bpp used/99%    z1 bpp used/99%")
+    print("model        beta   PSNR dB (z1 unrounded)   z2 bpp used/99%    z1 bpp used/99%")
     for spec in args.model:
         name, _, path = spec.partition("=")
         results[name] = {"path": path, "rows": measure(path, betas, x)}
         for r in results[name]["rows"]:
             z2, z1 = r["z2"], r["z1"]
-            print(f"{name:12s} {r['beta']:<6g} {r['psnr']:7.2f}   "
+            print(f"{name:12s} {r['beta']:<6g} {r['psnr']:7.2f} ({r['psnr_z1_unrounded']:.2f})          "
                   + "     ".join(f"{z['bpp']:.4f} {z['used']:3d}/{z['for_99_percent']:<3d} of {z['channels']}"
                                  for z in (z2, z1)))
     if args.out:

@@ -28,6 +28,10 @@ def test_forward_shapes_and_rates():
         ghvae_loss(out, x, beta2, beta1, TINY.sigma_x, loss_norm="beta")
     losses["loss"].backward()
     assert model.enc_z1[0].weight.grad is not None and model.prior_z2_net[0].weight.grad is not None
+    with torch.no_grad():  # for analysis: the rounded latents, and z1's posterior mean y1 that rounds to z1_hat
+        seen = model.eval()(x, beta2, beta1, latents=True)
+    assert torch.allclose(seen["z1_hat"], seen["mean1"] + torch.round(seen["y1"] - seen["mean1"]), atol=1e-5)
+    assert not torch.equal(seen["y1"], seen["z1_hat"])
 
 
 def test_priors_depend_on_beta():

@@ -389,7 +389,8 @@ class GHVAE(nn.Module):
 
         Returns x_hat and the per-image rates rate_z2 = -ln p(z̃2), rate_z1 = -ln p(z̃1|ẑ2) in nats, where z̃ is
         the noisy latent in training mode and the rounded one in eval mode; with ``latents`` also the rounded
-        latents and their priors' means and scales (z2_hat, mean2, scale2, z1_hat, mean1, scale1), for analysis.
+        latents and their priors' means and scales (z2_hat, mean2, scale2, z1_hat, mean1, scale1) and the unrounded
+        posterior mean y1 of z1, for analysis.
         """
         e = self.embed(log_beta_input(beta2, beta1))
         h, y2 = self.bottom_up(x, e)
@@ -414,7 +415,7 @@ class GHVAE(nn.Module):
         rate_z1 = gaussian_rate(z1_rate_input, mean1, scale1).sum(dim=(1, 2, 3))
         out = {"x_hat": self.synthesis(z1_hat, e), "rate_z2": rate_z2, "rate_z1": rate_z1}
         if latents:
-            out.update(z2_hat=z2_hat, mean2=mean2, scale2=scale2, z1_hat=z1_hat, mean1=mean1, scale1=scale1)
+            out.update(z2_hat=z2_hat, mean2=mean2, scale2=scale2, z1_hat=z1_hat, mean1=mean1, scale1=scale1, y1=y1)
         return out
 
 
