@@ -105,7 +105,7 @@ def train_model(name: str, betas: str, args) -> Path:
                       eval_every=args.eval_every or args.steps // 2, dev_max_side=args.crop, seed=args.seed,
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       bins_init="zero" if fixed else args.bins_init, beta_warmup=0 if fixed else args.beta_warmup,
-                      beta_per_batch=not fixed and args.beta_per_batch,
+                      beta_per_batch=not fixed and args.beta_per_batch, paired_betas=not fixed and args.paired_betas,
                       bins_lr=0.0 if fixed else args.bins_lr,
                       **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
@@ -124,7 +124,8 @@ def train_model(name: str, betas: str, args) -> Path:
 
 
 RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
-          "loss_norm", "bins_init", "beta_warmup", "bins_lr", "beta_per_batch")  # the TrainConfig fields of another run
+          "loss_norm", "bins_init", "beta_warmup", "bins_lr", "beta_per_batch",
+          "paired_betas")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -367,7 +368,7 @@ def _pct(bd_rate_pct: float) -> str:
 TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed", "device",
             "fast", "eval_every", "loss_norm", "channels", "latent_bins", "cond_kernels", "beta_range", "bins_init",
             "bins_max", "beta_warmup", "z1_min_channels", "mask_synthesis", "decoder_gains",
-            "bins_lr", "beta_per_batch", "train_only")  # not for --model
+            "bins_lr", "beta_per_batch", "paired_betas", "train_only")  # not for --model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -419,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beta-per-batch", action="store_true",
                         help="the conditioned models draw one (beta2, beta1) per batch instead of one per image "
                              "(TrainConfig.beta_per_batch)")
+    parser.add_argument("--paired-betas", action="store_true",
+                        help="the conditioned models see each crop twice per batch, at two draws of (beta2, beta1) "
+                             "(TrainConfig.paired_betas)")
     parser.add_argument("--z1-min-channels", type=int, default=0, metavar="K",
                         help=f"the conditioned models use only the first K of their {SMALL.z1_channels} z1 channels at "
                              "the top beta1, more as beta1 falls, all at the bottom (GHVAEConfig.z1_min_channels; "

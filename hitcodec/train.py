@@ -81,6 +81,8 @@ class TrainConfig:
     # in use at the end of the warm-up, but most were lost later, and the model was worse (docs/equal-steps.md)
     beta_per_batch: bool = False  # one (beta2, beta1) draw for the whole batch instead of one per image (a diagnostic
     # of whether mixing betas within a batch holds the conditioned model back; docs/equal-steps.md)
+    paired_betas: bool = False  # each crop twice in the batch, at two independent draws of (beta2, beta1) (half as
+    # many crops; a diagnostic of whether seeing one image at two rates makes the transforms depend on beta)
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
 
@@ -89,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, not {self.loss_norm!r}")
         if not self.lr_drop_factor >= 1:
             raise ValueError(f"lr_drop_factor must be >= 1, not {self.lr_drop_factor}")
+        if self.paired_betas and (self.batch % 2 or self.beta_per_batch):
+            raise ValueError("paired_betas needs an even batch and one draw per image (not beta_per_batch)")
         if not (isinstance(self.beta_warmup, int) and self.beta_warmup >= 0):
             raise ValueError(f"beta_warmup must be a whole number >= 0, not {self.beta_warmup!r}")
         if self.bins_init not in BINS_INITS:
@@ -500,7 +504,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 else (step - run_start) / max(cfg.steps - run_start, 1))
         warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
         _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
-        x = sampler.sample(cfg.batch)
+        x = sampler.sample(cfg.batch // 2).repeat(2, 1, 1, 1) if cfg.paired_betas else sampler.sample(cfg.batch)
         beta2, beta1 = sample_betas(1 if cfg.beta_per_batch else cfg.batch, cfg.betas, gen, beta_range)
         if cfg.beta_per_batch:  # one draw for every image of the batch
             beta2, beta1 = beta2.repeat(cfg.batch), beta1.repeat(cfg.batch)

@@ -78,6 +78,20 @@ def test_beta_warmup_opens_the_square_from_its_high_rate_corner(tmp_path, photo,
           model_config=TINY, progress=False)
     (a2, a1), (c2, c1) = seen  # one draw per batch, every image at it, another at the next step
     assert a2.shape == (16,) and len(set(a2.tolist())) == 1 and len(set(a1.tolist())) == 1 and a2[0] != c2[0]
+    images = []  # paired: each crop twice, at two draws
+    real_sample = training.PatchSampler.sample
+
+    def sample(self, n):
+        images.append(real_sample(self, n))
+        return images[-1]
+
+    monkeypatch.setattr(training.PatchSampler, "sample", sample)
+    seen.clear()
+    train(replace(cfg, out=str(tmp_path / "paired"), beta_warmup=0, paired_betas=True, steps=1), model_config=TINY,
+          progress=False)
+    assert images[0].shape[0] == 8 and len(set(seen[0][1].tolist())) == 16
+    with pytest.raises(ValueError, match="paired_betas"):
+        TrainConfig(data="d", out="o", batch=7, paired_betas=True)
 
 
 def test_train_cli_resume_from_weights_needs_data_and_out(tmp_path, tiny_path):
