@@ -7,7 +7,7 @@ For each model and point beta2 = beta1 = b: the rates of the rounded latents und
 estimate, as the training log's dev evaluation; the coded file adds a few bytes), the PSNR of its uint8 output, the
 PSNR when the synthesis reads z1's posterior mean y1 unrounded (the same ẑ2: what the decoder makes of all that the
 encoder puts into z1; a probe, not a ceiling: the decoder was trained on rounded latents, and the shipped model's
-makes 2 dB less of unrounded ones at beta = 0.1 than of the rounded ones it codes), and for each layer the number
+decoder makes 2 dB less of unrounded ones at beta = 0.1 than of the rounded ones), and for each layer the number
 of channels that carry more than 0.1 bit per latent and the fewest that carry 99 % of its bits. A channel whose
 symbols are all 0 costs nothing and tells the synthesis nothing: a model that has let most of its z1 channels go
 so cannot spend more bits where beta asks for them (docs/equal-steps.md).
