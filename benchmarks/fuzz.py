@@ -14,6 +14,7 @@ Writes --out/summary.json and prints it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -23,11 +24,15 @@ import time
 import zlib
 from pathlib import Path
 
-import atheris
 import numpy as np
 import torch
 
-with atheris.instrument_imports(include=["hitcodec"]):
+try:
+    import atheris
+except ImportError:  # only main() needs it: the rest imports without it (tests/test_fuzz.py uses fix_crc)
+    atheris = None
+
+with atheris.instrument_imports(include=["hitcodec"]) if atheris else contextlib.nullcontext():
     from hitcodec import codec
     from hitcodec.bitstream import BitstreamError
     from hitcodec.coding import CodingError
@@ -64,9 +69,9 @@ def seeds(loaded: LoadedModel) -> list[bytes]:
 
 def fix_crc(data: bytes) -> bytes:
     """Recompute the header CRC (over header and payloads) of a mutant, when its layout allows."""
-    if len(data) < 33:  # fixed header fields; byte 32 is the payload count (docs/bitstream.md)
+    if len(data) < 33:  # fixed header fields; byte 4 is the version, byte 32 the payload count (docs/bitstream.md)
         return data
-    head_size = 33 + 4 * data[32]
+    head_size = 33 + 4 * data[32] + 4 * (data[4] >= 2)  # version 2 adds the latents' CRC-32
     if len(data) < head_size + 4:
         return data
     body = data[head_size + 4:]
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/fuzz")
     parser.add_argument("--fix-crc", action="store_true")
     args = parser.parse_args(argv)
+    if atheris is None:
+        parser.error("needs atheris: pip install atheris")
     torch.set_num_threads(1)
     out = Path(args.out)
     corpus, crashes = out / "corpus", out / "crashes"

@@ -1,10 +1,12 @@
 """Seeded mutation fuzzing of the decoder: every mutant decodes or fails with a codec error, never crashes."""
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
 
+from benchmarks.fuzz import fix_crc
 from hitcodec import codec
 from hitcodec.bitstream import BitstreamError
 from hitcodec.coding import CodingError
@@ -37,7 +39,6 @@ def _mutants(data: bytes, rng: random.Random, count: int):
 
 def _rewrite(data: bytes, rng: random.Random) -> bytes:
     import struct
-    import zlib
 
     head_size = 33 + 4 * data[32] + 4 * (data[4] >= 2)  # version 2 adds the latents' CRC-32
     head = bytearray(data[:head_size])
@@ -47,8 +48,24 @@ def _rewrite(data: bytes, rng: random.Random) -> bytes:
         struct.pack_into(field[1], head, field[0], value)
     except struct.error:
         struct.pack_into(field[1], head, field[0], 0)
-    body = data[head_size + 4:]
-    return bytes(head) + struct.pack("<I", zlib.crc32(body, zlib.crc32(bytes(head)))) + body
+    return fix_crc(bytes(head) + data[head_size:])
+
+
+def test_fix_crc_keeps_valid_files_and_repairs_changed_headers(tiny):
+    """benchmarks.fuzz --fix-crc recomputes the file CRC in both format versions (it once ignored version 2's
+    latents CRC, so every mutant failed the CRC check and the header checks behind it were never reached)."""
+    from hitcodec import bitstream
+
+    image = CodecImage(np.full((24, 40, 3), 90, np.uint8), None, "RGB")
+    data = codec.encode(tiny, image, 1.0, 1.0).data
+    header, parts = bitstream.unpack(data)
+    old = bitstream.pack(dataclasses.replace(header, version=1, latents_crc=None), parts)
+    for valid in (data, old):
+        assert fix_crc(valid) == valid
+        changed = bytearray(valid)
+        changed[24] ^= 1  # the width's low byte
+        header = bitstream.unpack(fix_crc(bytes(changed)))[0]
+        assert (header.width, header.version) == (41, valid[4])
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
