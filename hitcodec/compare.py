@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from hitcodec import codec, targets
-from hitcodec.image import CodecImage
+from hitcodec.image import CodecImage, written_rgb
 
 SPLIT_RATIOS = (0.25, 0.5, 1.0, 2.0, 4.0)  # beta2/beta1 tried for "best split"
 PILLOW_CODECS = {"JPEG": ("JPEG", {"optimize": True}), "WebP": ("WEBP", {"method": 6}), "AVIF": ("AVIF", {})}
@@ -27,10 +27,11 @@ class Panel:
         return 8 * self.bytes / (self.rgb.shape[0] * self.rgb.shape[1])
 
 
-def _pillow_at_size(rgb: np.ndarray, fmt: str, target_bytes: int) -> tuple[np.ndarray, int]:
-    """The largest quality whose file is at most target_bytes (the smallest quality if none is)."""
+def _pillow_at_size(rgb: np.ndarray, fmt: str, target_bytes: int, gray: bool = False) -> tuple[np.ndarray, int]:
+    """The largest quality whose file is at most target_bytes (the smallest quality if none is); a ``gray`` image
+    is coded as one ("L")."""
     pil_format, options = PILLOW_CODECS[fmt]
-    im = Image.fromarray(rgb)
+    im = Image.fromarray(rgb).convert("L") if gray else Image.fromarray(rgb)
 
     def encode(q: int) -> bytes:
         buf = io.BytesIO()
@@ -52,7 +53,7 @@ def _hitcodec_at_size(loaded, image: CodecImage, target_bytes: int,
                       ratio: float) -> tuple[np.ndarray, int, float, float]:
     coded = targets.compress_to_size(loaded, image, target_bytes, ratio=ratio).coded
     decoded = codec.decode(loaded, coded.data)
-    return decoded.image.rgb, len(coded.data), coded.header.beta2, coded.header.beta1
+    return written_rgb(decoded.image), len(coded.data), coded.header.beta2, coded.header.beta1
 
 
 def panels_at(loaded, image: CodecImage, bpp: float) -> list[Panel]:
@@ -74,7 +75,7 @@ def panels_at(loaded, image: CodecImage, bpp: float) -> list[Panel]:
     for fmt in PILLOW_CODECS:
         if fmt == "AVIF" and not features.check("avif"):
             continue
-        out, size = _pillow_at_size(rgb, fmt, target)
+        out, size = _pillow_at_size(rgb, fmt, target, gray=image.mode in ("L", "LA"))
         panels.append(Panel(fmt, out, size, codec.psnr(rgb, out)))
     return panels
 

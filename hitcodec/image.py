@@ -183,3 +183,12 @@ def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
     if alpha is not None:
         im.putalpha(Image.fromarray(alpha, "L"))
     return im
+
+
+def written_rgb(image: CodecImage) -> np.ndarray:
+    """The colour pixels of ``image`` as `to_pil` writes them, (H, W, 3) uint8: for a gray image ("L", "LA") the
+    gray that is written, in all three channels (the synthesis's three channels differ slightly), so that a PSNR
+    on these arrays is that of the written file."""
+    if image.mode not in ("L", "LA"):
+        return image.rgb
+    return np.repeat(np.asarray(to_pil(image.rgb, None, image.mode))[:, :, None], 3, axis=2)

@@ -52,6 +52,24 @@ def test_compress_decompress_info(png, tiny_path, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout, parse_constant=pytest.fail)["beta2"] is None
 
 
+def test_verify_reports_the_psnr_of_the_written_gray_image(png, tiny_path, tmp_path):
+    """For a gray image --verify measured the synthesis's three channels, not the gray that decompress writes."""
+    import re
+
+    from hitcodec import codec
+
+    gray = tmp_path / "gray.png"
+    Image.open(png).convert("L").save(gray)
+    r = run("compress", gray, "--verify", "--model", tiny_path)
+    assert r.exit_code == 0, r.output
+    reported = float(re.search(r"PSNR ([0-9.]+) dB", r.output).group(1))
+    out = tmp_path / "back.png"
+    assert run("decompress", tmp_path / "gray.hit", "-o", out, "--model", tiny_path).exit_code == 0
+    back = Image.open(out)
+    assert back.mode == "L"
+    assert reported == round(codec.psnr(np.asarray(back), np.asarray(Image.open(gray))), 2)
+
+
 def test_existing_output_needs_force(png, tiny_path, tmp_path):
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     before = (tmp_path / "photo.hit").read_bytes()
@@ -235,6 +253,17 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     for same in (png, tmp_path / "link.png"):  # the figure never replaces its photo, even with --force
         r = run("compare", png, "-o", same, "--force", "--model", tiny_path)
         assert r.exit_code == 1 and "would replace the input" in r.stderr and Path(png).read_bytes() == before
+
+
+def test_compare_shows_a_gray_image_as_written(tiny, photo):
+    """A gray photo's hitcodec panels show (and measure) the gray that decompress writes; JPEG codes it as gray
+    too (WebP has no gray mode: Pillow codes it as colour)."""
+    from hitcodec.compare import panels_at
+    from hitcodec.image import from_pil
+
+    image = from_pil(Image.fromarray(photo[:40, :50]).convert("L"))
+    for panel in panels_at(tiny, image, 1.0)[1:4]:  # hitcodec at its best split, on the diagonal, JPEG
+        assert (panel.rgb == panel.rgb[:, :, :1]).all(), panel.label
 
 
 def test_compare_without_matplotlib_is_a_one_line_error(png, tiny_path, tmp_path, monkeypatch):

@@ -433,7 +433,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     """One file of `compress` (module level, so that worker processes can run it)."""
     from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, verify_coded
-    from hitcodec.image import read_image
+    from hitcodec.image import read_image, written_rgb
 
     loaded = resolve_model(model_path)
     raw = _read_input(src)
@@ -460,7 +460,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     line = f"{src} -> {dst}: {len(coded.data)} bytes, {coded.bpp:.4f} bpp ({split}){note}, {seconds:.2f} s"
     if verify:
         decoded = verify_coded(loaded, coded, device=device)
-        line += f", verified, PSNR {codec.psnr(decoded.image.rgb, image.rgb):.2f} dB"
+        line += f", verified, PSNR {codec.psnr(written_rgb(decoded.image), image.rgb):.2f} dB"
     write_atomic(dst, coded.data, force)
     if Path(dst).suffix.lower() in _readable_suffixes():  # only an -o NAME gives one
         warnings.append(f"{dst} holds a hitcodec stream, not an image in the format its name says (name it .hit)")
