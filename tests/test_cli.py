@@ -95,7 +95,8 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
                                   ["compress", "--refine", "-1"], ["compress", "--refine", "5", "--target-bpp", "0.3"],
                                   ["train", "--lr", "nan"], ["train", "--minutes", "inf"], ["train", "--steps", "0"],
                                   ["train", "--lr-drop", "1.5"], ["train", "--batch", "0"], ["train", "--patch", "32"],
-                                  ["compress", "-o", ""], ["decompress", "-o", ""], ["compare", "-o", ""]])
+                                  ["compress", "-o", ""], ["decompress", "-o", ""], ["compare", "-o", ""],
+                                  ["export", ""]])
 def test_non_finite_or_out_of_range_numbers_are_usage_errors(png, tmp_path, args):
     command, *options = args
     inputs = ["--data", tmp_path, "--out", tmp_path / "run"] if command == "train" else [png]
@@ -138,6 +139,31 @@ def test_stdin_stdout(png, tiny_path):
     r = CliRunner().invoke(main, ["decompress", "-", "--model", str(tiny_path)], input=data)
     assert r.exit_code == 0
     assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stdout_as_a_file_name_and_a_reader_that_goes_away(png, tiny_path, tmp_path, photo):
+    """-o /dev/stdout is standard output (data alone there, status to stderr); a pipe closed by its reader before
+    all the data is written is an error, not a success with a cut stream (BufferedWriter.write returns a short
+    count then, without an exception)."""
+    import subprocess
+
+    cli = [sys.executable, "-m", "hitcodec.cli"]
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    hit = (tmp_path / "photo.hit").read_bytes()
+    if os.path.exists("/dev/stdout"):
+        r = subprocess.run(cli + ["compress", png, "-o", "/dev/stdout", "--model", tiny_path], capture_output=True,
+                           timeout=120)
+        assert r.returncode == 0 and r.stdout == hit and b"photo.png -> -:" in r.stderr, r.stderr
+    big = tmp_path / "big.png"
+    Image.fromarray(np.tile(photo, (2, 2, 1))).save(big)  # 192x256: 147 kB as BMP, more than a pipe's buffer
+    assert run("compress", big, "--model", tiny_path).exit_code == 0
+    child = subprocess.Popen(cli + ["decompress", tmp_path / "big.hit", "-o", "-", "--format", "bmp", "--model",
+                                    tiny_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.read(10)[:2] == b"BM"
+    child.stdout.close()  # as `| head -c 10` does
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1
+    assert err == "hitcodec: error: cannot write to standard output: Broken pipe\n", err
 
 
 def test_several_inputs_continue_after_a_failure(tmp_path, tiny_path, photo):
@@ -486,6 +512,7 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
     assert not (tmp_path / "big.ico").exists()
     r = run("decompress", hit, "-o", tmp_path / "out.pdf", "--model", tiny_path)  # Pillow cannot read PDF back
     assert r.exit_code == 0 and (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-", r.output
+    assert "PDF holds the image as a JPEG of quality 95" in r.stderr  # said, although not read back
 
 
 def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp_path):

@@ -176,10 +176,7 @@ def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
     """Write a file via a temporary file in its folder and a rename (through a link: its target is replaced, the
     link stays); write an existing device or FIFO (/dev/null) as it is; '-' writes to stdout."""
     if str(path) == "-":
-        if sys.stdout is None:
-            raise CLIError("standard output is closed")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
         return
     path = _check_output(path, force)
     _check_not_stopped()
@@ -212,6 +209,38 @@ def write_atomic(path: Path | str, data: bytes, force: bool) -> None:
         raise
     finally:
         _WRITING = None
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write all of ``data`` to stdout, or fail: a reader that went away (``| head -c 10``) is an error, as a
+    short count from BufferedWriter.write, which gives one without an exception when the pipe closes mid-write."""
+    if sys.stdout is None:
+        raise CLIError("standard output is closed")
+    out, rest = sys.stdout.buffer, memoryview(data)
+    try:
+        while rest:
+            written = out.write(rest)
+            if not written:
+                raise CLIError("cannot write to standard output")
+            rest = rest[written:]
+        out.flush()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):  # so that the interpreter's own flush at exit stays silent
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        raise CLIError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+def _as_stdout(output: str) -> str:
+    """'-' for an output that is this process's standard output however named (/dev/stdout, /dev/fd/1, the file
+    that stdout is redirected to) where stdout is a pipe or a file, so that the data is written there alone and
+    the status lines go to stderr; else ``output`` (a terminal or /dev/null as stdout: as before)."""
+    try:
+        out = os.fstat(sys.stdout.fileno())
+        if not (stat.S_ISFIFO(out.st_mode) or stat.S_ISREG(out.st_mode) or stat.S_ISSOCK(out.st_mode)):
+            return output
+        return "-" if os.path.samestat(os.stat(output), out) else output
+    except (OSError, ValueError, AttributeError):  # no such file; stdout closed or not a real file
+        return output
 
 
 def _read_input(path: str) -> bytes:
@@ -260,7 +289,7 @@ def _outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[s
         if len(inputs) != 1:
             raise click.UsageError("-o/--output takes one input only unless it is a folder; without it outputs go "
                                    "next to the inputs")
-        return [output]
+        return [_as_stdout(output)]
     return ["-" if i == "-" else str(Path(i).with_suffix(suffix)) for i in inputs]
 
 
@@ -615,8 +644,9 @@ def _output_format(dst: str, fmt: str | None) -> str:
 
 
 def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
-    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, colours. Nothing
-    for a format that Pillow writes but cannot read back (PDF; EPS without Ghostscript)."""
+    """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, colours. For a
+    format that Pillow writes but cannot read back, what is known: PDF holds it as a JPEG; EPS (without
+    Ghostscript) nothing."""
     import io
 
     from PIL import Image
@@ -625,7 +655,8 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
         back = Image.open(io.BytesIO(data))
         back.load()
     except (OSError, ValueError, SyntaxError):
-        return []
+        return ["PDF holds the image as a JPEG of quality 95: its colours are not kept exactly (use .png for that)"
+                ] if fmt == "PDF" else []
     with back:
         if back.size != im.size:
             return [f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"]
@@ -731,6 +762,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
     from hitcodec.compare import panels_at, render
     from hitcodec.image import CodecImage, read_image
 
+    output = _as_stdout(output)
     _check_output(output, force)
     _check_not_input(output, image_path)
     fmt = Path(output).suffix.lower().lstrip(".") or "png"
@@ -940,7 +972,7 @@ def fetch_data(out_dir):
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False), callback=_not_empty)
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 def export(checkpoint, output, force):
     """Export a training checkpoint as a small fp16 model file (what ships in the package); OUTPUT '-' writes it
@@ -952,6 +984,7 @@ def export(checkpoint, output, force):
     from hitcodec.train import exported_weights
     from hitcodec.weights import model_from_state, model_id
 
+    output = _as_stdout(output)
     _check_output(output, force)
     _check_not_input(output, checkpoint)
     state = exported_weights(checkpoint)
