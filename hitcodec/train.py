@@ -244,10 +244,20 @@ def open_betas(beta2: torch.Tensor, beta1: torch.Tensor, fraction: float,
     return tuple(torch.exp(lo + (b.log() - lo) * fraction) for b in (beta2, beta1))
 
 
+DEV_PHOTOS = 8  # `hitcodec.data.dev_eval_photos` with all three packages installed
+
+
 def load_dev_images(cfg: TrainConfig) -> list[torch.Tensor]:
     from hitcodec.data import dev_eval_photos
 
     paths = list_images(Path(cfg.dev)) if cfg.dev else dev_eval_photos()
+    if not paths:  # (checked before any step: the first evaluation would divide by zero after eval_every steps)
+        raise ValueError(f"no images in the dev folder {cfg.dev}" if cfg.dev else "no dev-eval photos, which "
+                         "training needs: they come with scikit-image, scikit-learn and matplotlib (pip install "
+                         "'hitcodec[bench]')")
+    if not cfg.dev and len(paths) < DEV_PHOTOS:
+        log.warning("dev-eval on %d of the %d bundled photos (pip install 'hitcodec[bench]' for all): its scores "
+                    "are not comparable with those of docs/training.md", len(paths), DEV_PHOTOS)
     images = []
     for p in paths:
         x = torch.from_numpy(load_rgb_uint8(p)).permute(2, 0, 1).float() / 255

@@ -276,6 +276,30 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_train_without_dev_photos_is_a_one_line_error(tmp_path, photo, monkeypatch):
+    """Without the packages that bundle the dev photos (a plain `pip install hitcodec`), or with an empty dev
+    folder, training stops before its first step with one line, rather than dividing by zero at its first
+    evaluation and losing the steps before it."""
+    from click.testing import CliRunner
+
+    from hitcodec import data as hitdata
+    from hitcodec.cli import main
+
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(hitdata, "dev_eval_photos", lambda: [])
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--patch",
+                                       "64", "--steps", "2"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert "no dev-eval photos" in result.stderr and "hitcodec[bench]" in result.stderr
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "dev").mkdir()
+    with pytest.raises(ValueError, match="no images in the dev folder"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), patch=64, steps=2, dev=str(tmp_path / "dev")),
+              progress=False, model_config=TINY)
+    assert not (tmp_path / "o").exists()
+
+
 def test_train_resume_and_export(tmp_path, photo):
     data = tmp_path / "data"
     data.mkdir()
