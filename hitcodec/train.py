@@ -339,6 +339,15 @@ def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, dropped: bool, warm: f
         group["lr"] = (cfg.bins_lr if i == 1 and cfg.bins_lr > 0 else cfg.lr) / drop * warm
 
 
+def _stored_best(path: Path) -> float:
+    """The dev score that the checkpoint best.pt at ``path`` was saved with (inf if unknown or of another kind)."""
+    try:
+        state = load_checkpoint(path)
+    except ValueError:  # not readable: the next evaluation replaces it
+        return math.inf
+    return float(state.get("best_score", math.inf)) if state.get("score_kind", "mean") == SCORE_KIND else math.inf
+
+
 def _score_of(path: Path, images: list[torch.Tensor], device: str) -> float:
     """dev_eval's score of the model in the checkpoint at ``path``."""
     return dev_eval(model_from_state(load_checkpoint(path), str(path)).to(device), images, device)["score"]
@@ -470,6 +479,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 carried = source_best
     if carried is None and not (out_dir / "best.pt").exists():  # no best.pt to compare with: this run's first
         best = math.inf  # evaluation writes one
+    elif state is not None and "optimizer" in state and rescore is None:  # best.pt's own score, where an interrupt
+        best = min(best, _stored_best(carried or out_dir / "best.pt"))  # came after it and before last.pt
     if step >= cfg.steps:
         raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
                          "give a larger --steps")

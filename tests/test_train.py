@@ -300,6 +300,39 @@ def test_train_without_dev_photos_is_a_one_line_error(tmp_path, photo, monkeypat
     assert not (tmp_path / "o").exists()
 
 
+def test_resume_keeps_the_better_best_and_no_old_time_budget(tmp_path, photo, monkeypatch):
+    """An interrupt after best.pt is written and before last.pt leaves last.pt with the older, worse best score;
+    resuming compares with best.pt's own score, so a worse model does not replace it. And --minutes is a budget
+    of one run: a resumed run without it has none."""
+    from click.testing import CliRunner
+
+    from hitcodec import train as train_module
+    from hitcodec.cli import main
+
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 10 * i, axis=1)).save(tmp_path / f"{i}.png")
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), patch=64, batch=2, steps=2, eval_every=2,
+                      dev=str(tmp_path), dev_max_side=64, minutes=5.0)
+    train(cfg, progress=False, model_config=TINY)
+    run = tmp_path / "run"
+    best = load_checkpoint(run / "best.pt")
+    best["best_score"] = 1e-9  # a best that no later step beats, written just before the interrupt
+    torch.save(best, run / "best.pt")
+    last = load_checkpoint(run / "last.pt")
+    last["best_score"] = math.inf  # last.pt as it was before: it did not get to record that best
+    torch.save(last, run / "last.pt")
+    train(replace(cfg, steps=4), resume=str(run / "last.pt"), progress=False)
+    assert load_checkpoint(run / "best.pt")["step"] == 2 and load_checkpoint(run / "last.pt")["step"] == 4
+    assert load_checkpoint(run / "last.pt")["best_score"] == 1e-9
+
+    seen = []
+    monkeypatch.setattr(train_module, "train", lambda cfg, resume: seen.append(cfg) or {})
+    assert CliRunner().invoke(main, ["train", "--resume", str(run / "last.pt"), "--steps", "6"]).exit_code == 0
+    assert CliRunner().invoke(main, ["train", "--resume", str(run / "last.pt"), "--steps", "6",
+                                     "--minutes", "2"]).exit_code == 0
+    assert [c.minutes for c in seen] == [0.0, 2.0]
+
+
 def test_train_resume_and_export(tmp_path, photo):
     data = tmp_path / "data"
     data.mkdir()

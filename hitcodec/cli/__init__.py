@@ -865,7 +865,8 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
-@click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run.")
+@click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run (a resumed run has none unless given "
+              "again).")
 @click.option("--batch", type=click.IntRange(min=1), help="Crops per step (per process under torchrun); default 8.")
 @click.option("--patch", type=click.IntRange(min=64), help="Side of the square training crops, a multiple of 64; "
                                                           "default 192.")
@@ -935,7 +936,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     elif out_dir is None:  # a run continues in its own folder, wherever it was moved or copied to
         out_dir = str(Path(resume).parent)
     del state
-    cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes, batch=batch, patch=patch,
+    cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes or 0.0,  # (this run's only)
+                         batch=batch, patch=patch,
                          lr=lr, lr_drop=lr_drop, lr_drop_factor=lr_drop_factor, z2_warmup=z2_warmup, betas=betas,
                          eval_every=eval_every, device=device, amp=amp, channels_last=channels_last,
                          compile=compile_, compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
