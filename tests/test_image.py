@@ -1,5 +1,6 @@
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -144,6 +145,16 @@ def test_an_unreadable_exif_block_is_ignored():
         img = read_image(buf.getvalue())
         assert img.rgb.shape == (6, 8, 3) and img.rgb[0, 0].tolist() == [200, 100, 50], fmt
         with Image.open(io.BytesIO(buf.getvalue())) as im:
+            assert from_pil(im).rgb.shape == (6, 8, 3)
+    buf = io.BytesIO()  # a JPEG whose EXIF Pillow warns of ("Corrupt EXIF data"), on opening and in exif_transpose
+    Image.new("RGB", (8, 6)).save(buf, format="JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Python warning reaches the user
+        assert read_image(buf.getvalue()).rgb.shape == (6, 8, 3)
+        warnings.filterwarnings("ignore", "Corrupt EXIF data")
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            warnings.resetwarnings()
+            warnings.simplefilter("error")
             assert from_pil(im).rgb.shape == (6, 8, 3)
 
 
