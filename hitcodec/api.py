@@ -47,6 +47,8 @@ def to_codec_image(image: ImageArg) -> CodecImage:
     if not isinstance(image, (str, os.PathLike, bytes)) and not hasattr(image, "read"):
         raise TypeError(f"cannot compress a {type(image).__name__}: give a Pillow image, a uint8 array, a path, "
                         "a binary file or the bytes of an image file")
+    if isinstance(image, io.TextIOBase):  # Pillow would read text from it, and call the image corrupt
+        raise TypeError("cannot compress a file opened as text: open it in binary mode ('rb')")
     return read_image(image)
 
 

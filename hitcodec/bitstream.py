@@ -65,6 +65,8 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
 def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[bytes]]:
     """Parse and check a .hit file; raises BitstreamError with a message a user can act on."""
     data = bytes(data)
+    if not data:
+        raise BitstreamError("not a hitcodec file (the file is empty)")
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError("not a hitcodec file (bad magic bytes)")
     if len(data) < _FIXED.size:

@@ -42,6 +42,10 @@ def test_a_model_a_text_file_or_a_pixel_limit_of_the_wrong_type_is_a_clear_type_
     hit.write_bytes(api.compress(image, model=tiny))
     with open(hit) as text, pytest.raises(TypeError, match="binary mode"):
         api.decompress(text, model=tiny)
+    png = tmp_path / "x.png"
+    image.save(png)
+    with open(png) as text, pytest.raises(TypeError, match="cannot compress a file opened as text: open it in binary"):
+        api.compress(text, model=tiny)  # (it was "cannot read image (truncated or corrupt?): 'utf-8' codec ...")
     with pytest.raises(TypeError, match="max_pixels must be a whole number"):
         api.decompress(hit, model=tiny, max_pixels="5")
 

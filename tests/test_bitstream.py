@@ -57,7 +57,8 @@ def test_the_latents_crc_belongs_to_version_2_only():
     (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "CRC32"),
     (lambda d: d[:16] + bytes([d[16] ^ 0x80]) + d[17:], "CRC32"),  # beta2 changed
     (lambda d: d[:5] + b"\x09" + d[6:], "mode"),
-    (lambda d: b"", "magic"),
+    (lambda d: b"", "not a hitcodec file \\(the file is empty\\)"),
+    (lambda d: b"HIT", "magic"),
 ])
 def test_corrupted_files_are_rejected(mutate, message):
     data = bitstream.pack(HEADER, [b"abc", b"de"])

@@ -130,3 +130,17 @@ def test_cli_target_bpp(tmp_path):
     r = CliRunner().invoke(main, ["compress", str(SAMPLE_PHOTO), "-o", str(out), "--target-bpp", "0.3",
                                   "--target-size", "100"])
     assert r.exit_code == 2
+
+
+def test_compressing_a_hit_file_again_warns(tmp_path):
+    """Pillow reads .hit files through the plugin, so compress takes one; it says that this codes a second loss."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    golden = Path(__file__).parent / "data" / "golden-v2.hit"
+    r = CliRunner().invoke(main, ["compress", str(golden), "-o", str(tmp_path / "again.hit")])
+    assert r.exit_code == 0 and (tmp_path / "again.hit").exists(), r.output
+    assert "a hitcodec file already: its decoded pixels are coded again" in r.stderr

@@ -470,6 +470,9 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     pixels = image.rgb.shape[0] * image.rgb.shape[1]
     start = time.perf_counter()
     note, warnings = "", [image.frames_warning()] if image.frames_warning() else []
+    if raw[:4] == b"HITC":  # read by the Pillow plugin: decoded with the shipped model
+        warnings.append("a hitcodec file already: its decoded pixels are coded again, with a second "
+                        "loss (decompress it to get the image)")
     if target_bpp is not None or target_size is not None:
         size = target_size if target_size is not None else targets.bytes_for_bpp(target_bpp, pixels)
         result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1, device=device)
