@@ -243,7 +243,7 @@ def run(args, fixed_results: list[dict] | None = None) -> dict:
         gaps[model] = [{"beta": f["beta1"], "fixed_bpp": f["bpp"], "fixed_psnr": f["psnr"],
                         "bpp": at[f["beta1"]]["bpp"], "psnr": at[f["beta1"]]["psnr"],
                         "objective_gap_pct": 100 * (objective(at[f["beta1"]], sigma_x) / objective(f, sigma_x) - 1)}
-                       for f in fixed]
+                       for f in fixed if f["beta1"] in at]  # (not where --beta-range leaves the fixed beta out)
         if len(fixed) >= 2:
             bd[f"{model} model at beta2 = beta1 vs the fixed-beta models"] = bd_rate(fixed, curves[model])
     for m in conditioned:  # against the recipe of the shipped model (mix against diagonal: below)

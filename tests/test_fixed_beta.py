@@ -175,6 +175,18 @@ def test_fixed_beta_names_train_only(tmp_path, photo):
         assert exc.value.code == 2
 
 
+def test_a_beta_range_without_a_fixed_beta_still_reports(tmp_path, photo):
+    """A --beta-range that leaves out a fixed model's beta: the report leaves out that objective gap (it ended in
+    a KeyError after all the training and measuring)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "0.png")
+    fixed_beta.main(["--data", str(data), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--quick",
+                     "--threads", "1", "--quiet", "--names", "mix,fixed-1", "--beta-range", "2,20", "--channels", "16"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["gaps"]["mix"] == []  # beta 1 is not on mix's diagonal over [2, 20]
+
+
 def test_channel_counts():
     bits = torch.tensor([0.5, 0.05, 0.3, 0.0, 0.2])  # bits per latent of each channel
     assert channels.channel_counts(bits) == {"used": 3, "for_99_percent": 4}  # 0.5 + 0.3 + 0.2 = 95 % of 1.05
