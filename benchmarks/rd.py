@@ -308,10 +308,11 @@ def plot(out: Path, grid: list[dict], diagonal: list[dict], hull: list[dict], cl
         psnr[b2s.index(p["beta2"]), b1s.index(p["beta1"])] = p["psnr"]
     hull_keys = {(p["beta2"], p["beta1"]) for p in hull}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    half = 1 / (n - 1)  # grid values sit at cell centres
-    im = a1.imshow(psnr, origin="lower", cmap="viridis", extent=(-1 - half, 1 + half, -1 - half, 1 + half),
+    lo, hi = math.log10(b1s[0]), math.log10(b1s[-1])  # the model's own square (the same range for both betas)
+    half = (hi - lo) / (2 * (n - 1))  # grid values sit at cell centres
+    im = a1.imshow(psnr, origin="lower", cmap="viridis", extent=(lo - half, hi + half, lo - half, hi + half),
                    aspect="auto")
-    a1.plot([-1, 1], [-1, 1], "w--", lw=1, label="β-VAE diagonal")
+    a1.plot([lo, hi], [lo, hi], "w--", lw=1, label="β-VAE diagonal")
     hx = [math.log10(b1) for b2, b1 in hull_keys]
     hy = [math.log10(b2) for b2, b1 in hull_keys]
     a1.scatter(hx, hy, marker="*", c="r", s=60, label="hull")
@@ -335,7 +336,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", required=True,
                         help="folder of images, or 'dev' for the dev-eval photos bundled in pip packages")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--grid", type=int, default=7, help="N for the N×N log grid of (beta2, beta1) in [0.1, 10]²")
+    parser.add_argument("--grid", type=int, default=7,
+                        help="N for the N×N log grid of (beta2, beta1) over the model's square ([0.1, 10]² for the "
+                             "shipped model)")
     parser.add_argument("--codecs", default="jpeg,webp,avif,jpeg2000")
     parser.add_argument("--model", default=None, help="model file; default: the shipped model")
     parser.add_argument("--baseline-model", default=None, help="equal-budget beta-VAE model (diagonal-trained)")
