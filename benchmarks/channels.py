@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.args import models as load_models, output_folder, positive_floats, whole
 from benchmarks.fixed_beta import dev_crops
-from hitcodec.models.ghvae import gaussian_rate, log_beta_input
-from hitcodec.weights import load_model
+from hitcodec.models.ghvae import GHVAE, gaussian_rate, log_beta_input
 
 USED_BITS = 0.1  # a channel "in use" carries more than this many bits per latent (per position of its layer)
 
@@ -46,9 +46,8 @@ def psnr_uint8(x_hat: torch.Tensor, x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
-    """One row per beta (beta2 = beta1) for the model at ``path`` on the batch of images ``x`` in [0, 1]."""
-    model = load_model(path).model
+def measure(model: GHVAE, betas: list[float], x: torch.Tensor) -> list[dict]:
+    """One row per beta (beta2 = beta1) for ``model`` on the batch of images ``x`` in [0, 1]."""
     pixels = len(x) * x.shape[2] * x.shape[3]
     rows = []
     for beta in betas:
@@ -68,22 +67,25 @@ def measure(path: str, betas: list[float], x: torch.Tensor) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--betas", default="0.1,0.2,1,5", help="points beta2 = beta1, comma-separated")
-    parser.add_argument("--crop", type=int, default=256, help="side of the dev-photo centre crops")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--betas", type=positive_floats, default="0.1,0.2,1,5",
+                        help="points beta2 = beta1, comma-separated")
+    parser.add_argument("--crop", type=whole(64), default=256, help="side of the dev-photo centre crops (>= 64)")
+    parser.add_argument("--threads", type=whole(1), default=2)
     parser.add_argument("--out", help="folder for channels.json")
     args = parser.parse_args(argv)
+    if args.out:
+        output_folder(parser, args.out)
+    models = load_models(parser, args.model)
     torch.set_num_threads(args.threads)
-    betas = [float(b) for b in args.betas.split(",")]
+    betas = args.betas
     crops = [image.rgb for _, image in dev_crops(args.crop)]
     if len({c.shape for c in crops}) > 1:
         parser.error("the dev crops differ in size: give a --crop no larger than the smallest dev photo")
     x = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
     results = {}
     print("model        beta   PSNR dB (z1 unrounded)   z2 bpp used/99%    z1 bpp used/99%")
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        results[name] = {"path": path, "rows": measure(path, betas, x)}
+    for name, loaded in models.items():
+        results[name] = {"path": loaded.path, "rows": measure(loaded.model, betas, x)}
         for r in results[name]["rows"]:
             z2, z1 = r["z2"], r["z1"]
             print(f"{name:12s} {r['beta']:<6g} {r['psnr']:7.2f} ({r['psnr_z1_unrounded']:.2f})          "

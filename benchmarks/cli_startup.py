@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.args import output_file, whole
+
 SAMPLE = Path(__file__).resolve().parents[1] / "hitcodec" / "samples" / "astronaut.png"
 
 
@@ -43,13 +45,13 @@ def timed(args: list[str], repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=SAMPLE)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=whole(1), default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.out is not None and not args.out.parent.is_dir():
-        parser.error(f"--out: no folder {args.out.parent}")
+    if args.out is not None:
+        output_file(parser, args.out)
+        if not args.out.parent.is_dir():
+            parser.error(f"--out: no folder {args.out.parent}")
     with tempfile.TemporaryDirectory() as tmp:
         hit, png = str(Path(tmp) / "x.hit"), str(Path(tmp) / "x.png")
         rows = [timed(["--version"], args.repeats),

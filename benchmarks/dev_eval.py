@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.args import output_file, whole
 from hitcodec import codec
 from hitcodec.api import resolve_model
 from hitcodec.cli import json_safe
@@ -64,14 +65,12 @@ def timed(fn, repeats: int = 3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--out", default="benchmarks/results/dev_eval.json")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    parser.add_argument("--out", default="benchmarks/results/dev_eval.json",
+                        help="JSON file to write (default: %(default)s, the committed result)")
+    parser.add_argument("--threads", type=whole(1), default=2, help="torch CPU threads (default: %(default)s)")
     args = parser.parse_args()
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
-    if Path(args.out).is_dir():
-        parser.error(f"--out {args.out} is a folder; give a .json file")
+    output_file(parser, args.out)
     torch.set_num_threads(args.threads)
     try:
         loaded = resolve_model(args.model)

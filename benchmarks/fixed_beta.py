@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.args import output_folder
 from benchmarks.rd import bd_rate, log_grid, measure_ghvae, upper_hull
 from benchmarks.train_speed import VARIANTS
 from hitcodec.data import dev_eval_photos
@@ -372,7 +373,7 @@ TRAINING = ("data", "runs", "names", "steps", "batch", "patch", "lr", "lr_drop",
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # its first sentence
     parser.add_argument("--data", default="data/train")
     parser.add_argument("--out", default="benchmarks/results/fixed-beta")
     parser.add_argument("--runs", default="runs/fixed-beta",
@@ -485,7 +486,15 @@ def main(argv: list[str] | None = None) -> None:
         bad = [f"{n}={p}" for n, paths in models.items() for p in paths if n not in NAMES or not Path(p).is_file()]
         if bad:
             parser.error(f"--model needs NAME=PATH with NAME one of {', '.join(NAMES)} and an existing file: {bad}")
+        for name, paths in models.items():  # each loads, before any measuring
+            for path in paths:
+                try:
+                    model_from_state(load_checkpoint(path), path)
+                except (ValueError, OSError) as exc:
+                    parser.error(f"--model {name}={path}: {exc}")
         args.model = models
+    output_folder(parser, args.out)
+    output_folder(parser, args.runs, "--runs")
     if args.beta_range:
         try:
             args.beta_range = parse_beta_range(args.beta_range)

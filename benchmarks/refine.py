@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.args import models as load_models, output_folder, positive_floats, whole, whole_numbers
 from benchmarks.fixed_beta import dev_crops, objective
 from benchmarks.rd import bd_rate, measure_ghvae
 from hitcodec.api import resolve_model
@@ -58,21 +59,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                         help="a model to measure (default: the shipped one, named shipped)")
-    parser.add_argument("--betas", default="0.2,1,5", help="diagonal points beta2 = beta1, comma-separated")
-    parser.add_argument("--steps", default="0,100", help="refinement steps to measure, comma-separated")
-    parser.add_argument("--crop", type=int, default=256, help="centre crops of at most crop^2 (0: whole photos)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--betas", type=positive_floats, default="0.2,1,5",
+                        help="diagonal points beta2 = beta1, comma-separated")
+    parser.add_argument("--steps", type=whole_numbers, default="0,100",
+                        help="refinement steps to measure, comma-separated")
+    parser.add_argument("--crop", type=whole(0), default=256, help="centre crops of at most crop^2 (0: whole photos)")
+    parser.add_argument("--threads", type=whole(1), default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    output_folder(parser, args.out)
+    models = load_models(parser, args.model) if args.model else {"shipped": resolve_model(None)}
     torch.set_num_threads(args.threads)
-    models = dict(m.split("=", 1) for m in args.model) if args.model else {"shipped": None}
-    betas = [float(b) for b in args.betas.split(",")]
-    steps = [int(s) for s in args.steps.split(",")]
+    betas, steps = args.betas, args.steps
     images = dev_crops(args.crop)
     results = {"argv": " ".join(argv) if argv is not None else "", "images": len(images), "crop": args.crop,
                "threads": args.threads, "models": {}}
-    for name, path in models.items():
-        loaded = resolve_model(path)
+    for name, loaded in models.items():
         results["models"][name] = [measure(loaded, images, b, n) for b in betas for n in steps]
         print(f"{name}: done", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

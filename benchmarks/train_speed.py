@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.args import output_file, whole
 from hitcodec.models.ghvae import GHVAE, GHVAEConfig
 from hitcodec.train import PatchSampler, TrainConfig, prepare_model, sample_betas, to_device, training_step
 
@@ -78,17 +79,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/train", help="training photos (default: data/train)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--patch", type=int, default=192)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--batch", type=whole(1), default=8)
+    parser.add_argument("--patch", type=whole(64), default=192)
+    parser.add_argument("--steps", type=whole(1), default=20, help="timed steps per variant")
+    parser.add_argument("--warmup", type=whole(1), default=5,
+                        help="untimed steps first (compilation happens here; at least 1)")
     parser.add_argument("--min-seconds", type=float, default=5.0,
                         help="time more steps than --steps until the timed run lasts this long (default 5)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--threads", type=whole(1), default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model (checks the script, not the speed)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.out:
+        output_file(parser, args.out)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.variants.split(",")
@@ -102,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{device_name}; torch {torch.__version__}; batch {args.batch} x {args.patch}^2; "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     meta = {"device": device_name, "torch": torch.__version__, "batch": args.batch, "patch": args.patch,
-            "steps": args.steps, "warmup": args.warmup, "min_seconds": args.min_seconds}
+            "steps": args.steps, "warmup": args.warmup, "min_seconds": args.min_seconds,
+            "tiny": args.tiny}  # (a tiny model's numbers check the script, they are no speed result)
     results = {}
     for name in names:
         try:

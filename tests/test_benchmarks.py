@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import rd
@@ -90,3 +91,36 @@ def test_cli_startup_times_a_whole_call():
 
     row = timed(["--version"], repeats=1)
     assert row["command"] == "hitcodec --version" and 0 < row["wall_s"] < 60 and "coding_s" not in row
+
+
+def test_benchmark_arguments_are_checked_before_any_work(tmp_path, tiny_path, capsys):
+    """benchmarks.args: bad numbers, NAME=PATH models and output paths are one-line usage errors up front (they
+    were tracebacks, some after a whole measuring run)."""
+    import argparse
+
+    from benchmarks import args
+
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--n", type=args.whole(1))
+    parser.add_argument("--betas", type=args.positive_floats)
+    parser.add_argument("--steps", type=args.whole_numbers)
+    assert vars(parser.parse_args(["--n", "2", "--betas", "0.2,5", "--steps", "0,100"])) == {
+        "n": 2, "betas": [0.2, 5.0], "steps": [0, 100]}
+    (tmp_path / "file").write_text("x")
+    bad = [lambda: parser.parse_args(["--n", "0"]), lambda: parser.parse_args(["--n", "1.5"]),
+           lambda: parser.parse_args(["--betas", "abc"]), lambda: parser.parse_args(["--betas", "1,"]),
+           lambda: parser.parse_args(["--betas", "0"]), lambda: parser.parse_args(["--betas", "nan"]),
+           lambda: parser.parse_args(["--steps", "-5"]),
+           lambda: args.models(parser, [str(tiny_path)]), lambda: args.models(parser, ["a="]),
+           lambda: args.models(parser, [f"={tiny_path}"]), lambda: args.models(parser, [f"a={tmp_path}/none.pt"]),
+           lambda: args.models(parser, [f"a={tmp_path}/file"]),
+           lambda: args.models(parser, [f"a={tiny_path}", f"a={tiny_path}"]),
+           lambda: args.output_folder(parser, tmp_path / "file" / "out"),
+           lambda: args.output_file(parser, tmp_path), lambda: args.output_file(parser, tmp_path / "file" / "x.json")]
+    for call in bad:
+        with pytest.raises(SystemExit) as exc:
+            call()
+        assert exc.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith("bench: error:")
+    assert list(args.models(parser, [f"b={tiny_path}", f"a={tiny_path}"])) == ["b", "a"]
+    args.output_folder(parser, tmp_path / "new" / "deeper")  # folders to be made: fine
+    args.output_file(parser, tmp_path / "new" / "x.json")
