@@ -334,6 +334,36 @@ def test_worker_processes_start_with_ctrl_c_blocked():
     assert arrived
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads a process's children from /proc")
+def test_sigterm_stops_the_workers_and_ends_in_one_line(tiny_path, tmp_path, photo):
+    """SIGTERM to the main process alone (`kill PID`) with --jobs 2: it ends with one line and exit 143, its
+    workers stop at once without writing (they went on writing files, then waited forever, orphaned), and no
+    temporary file is left."""
+    import signal
+    import subprocess
+    import time
+
+    for i in range(4):
+        Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(tmp_path / f"{i}.png")
+    child = subprocess.Popen([sys.executable, "-m", "hitcodec.cli", "compress", *sorted(tmp_path.glob("*.png")),
+                              "-j", "2", "--refine", "100000", "-q", "--model", tiny_path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children = Path(f"/proc/{child.pid}/task/{child.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:  # the two workers (and the
+        time.sleep(0.2)  # resource tracker) started
+    time.sleep(3)  # the workers are refining
+    workers = [int(pid) for pid in children.read_text().split()]
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 143
+    assert child.stderr.read().decode() == "hitcodec: terminated\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.png" for i in range(4)]  # nothing written
+    time.sleep(1)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert not alive
+
+
 def test_ctrl_c_while_the_command_line_imports_is_one_line():
     """A Ctrl-C that comes while `hitcodec.cli` imports click and numpy exits 130 with one line, no traceback, and
     importing it leaves the caller's SIGINT handler as it was."""

@@ -46,6 +46,20 @@ class CLIError(Exception):
     """A failure to report in one line with exit status 1."""
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM in the main process: raised where it runs, so that it unwinds like Ctrl-C (a temporary file is
+    removed, no further file is written), then ends the command with exit status 143."""
+
+
+class _TerminatedExit(Exception):
+    """`_Terminated` once out of the command, as an exception that click passes on (a KeyboardInterrupt would make
+    it print a blank line and call the command aborted)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 class HitGroup(click.Group):
     """A click group whose errors are one line on stderr: exit 2 for usage, 1 for bad data."""
 
@@ -53,8 +67,13 @@ class HitGroup(click.Group):
         for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown as its bytes, the same in
             if isinstance(stream, io.TextIOWrapper):  # status lines and errors, whatever the locale's error handler
                 stream.reconfigure(errors="surrogateescape")
+        own = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's only)
+        sigterm_before = signal.signal(signal.SIGTERM, _on_sigterm) if own else None
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (_TerminatedExit, _Terminated):
+            click.echo("hitcodec: terminated", err=True)
+            sys.exit(128 + signal.SIGTERM)
         except click.UsageError as exc:
             click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
             sys.exit(EXIT_USAGE)
@@ -70,7 +89,16 @@ class HitGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("hitcodec: interrupted", err=True)
             sys.exit(130)
+        finally:
+            if own:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm_before is None else sigterm_before)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _Terminated:
+            raise _TerminatedExit from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -400,6 +428,9 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     finally:
         if pool is not None:
             stop.set()  # on Ctrl-C or an error: the running files are not written, the queued ones not started
+            if isinstance(sys.exc_info()[1], _Terminated):  # SIGTERM: the workers stop now (and remove their
+                for worker in multiprocessing.active_children():  # temporary files, `_terminated`)
+                    worker.terminate()
             try:
                 pool.shutdown(cancel_futures=True)  # waits for the running encodes
             except KeyboardInterrupt:  # a second Ctrl-C: stop them now
