@@ -92,6 +92,26 @@ def _gray_alpha_16(im: Image.Image) -> bool:
     return im.format == "PNG" and im.mode == "RGBA" and any(len(t) > 3 and t[3] == "LA;16B" for t in im.tile)
 
 
+def _rgb16_transparency(im: Image.Image) -> tuple[int, int, int] | None:
+    """For ``im``, not yet loaded, a 16-bit RGB PNG with a transparent colour (tRNS): that colour reduced to 8
+    bits as Pillow reduces the pixels (the high byte); else None. Pillow compares the 16-bit colour with the
+    8-bit pixels, which loses the transparency or puts it on other colours."""
+    trns = im.info.get("transparency")
+    if im.format == "PNG" and im.mode == "RGB" and isinstance(trns, tuple) and any(
+            len(t) > 3 and t[3] == "RGB;16B" for t in im.tile):
+        return tuple(int(v) >> 8 for v in trns)
+    return None
+
+
+def _with_transparent(im: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
+    """The RGB image ``im`` as RGBA, with the pixels of ``colour`` transparent; its other metadata kept."""
+    rgb = np.asarray(im.convert("RGB"))
+    out = Image.fromarray(rgb, "RGB")
+    out.putalpha(Image.fromarray(np.where((rgb == colour).all(axis=2), 0, 255).astype(np.uint8), "L"))
+    out.info = {k: v for k, v in im.info.items() if k != "transparency"}  # (the ICC profile, EXIF)
+    return out
+
+
 @contextlib.contextmanager
 def _exif_unwarned():
     """Pillow's "Corrupt EXIF data" warnings (when opening a JPEG, and in exif_transpose) left out: an unreadable
@@ -106,6 +126,8 @@ def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     stored values, as training reads its photos)."""
     if _gray_alpha_16(im):  # a Pillow image given as it was opened
         im = im.convert("LA")
+    elif _rgb16_transparency(im):
+        im = _with_transparent(im, _rgb16_transparency(im))
     icc = im.info.get("icc_profile") if srgb and im.mode in _RGB_MODES else None
     try:
         with _exif_unwarned():
@@ -173,8 +195,10 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
                 raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
                                  "(a decompression bomb?); raise the limit with --max-pixels")
             frames = _frames(im)  # counted before load(): it seeks, and then back to frame 0
-            gray_alpha = _gray_alpha_16(im)  # before load(), which empties im.tile
-            im.load()
+            gray_alpha, transparent = _gray_alpha_16(im), _rgb16_transparency(im)  # before load(), which empties
+            im.load()  # im.tile
+            if transparent:
+                im = _with_transparent(im, transparent)
             return replace(from_pil(im.convert("LA") if gray_alpha else im, srgb), frames=frames)
     except (FileNotFoundError, ImageError):
         raise

@@ -543,6 +543,8 @@ def test_decompressed_formats_keep_the_image_or_say_what_they_lose(png, tiny_pat
     r = run("decompress", hit, "-o", tmp_path / "out.pdf", "--model", tiny_path)  # Pillow cannot read PDF back
     assert r.exit_code == 0 and (tmp_path / "out.pdf").read_bytes()[:5] == b"%PDF-", r.output
     assert "PDF holds the image as a JPEG of quality 95" in r.stderr  # said, although not read back
+    r = run("decompress", tmp_path / "la.hit", "-o", tmp_path / "la.pdf", "--model", tiny_path)
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr  # with alpha: lossless JPEG 2000
 
 
 def test_format_option_names_the_outputs_that_hitcodec_names(png, tiny_path, tmp_path):

@@ -51,6 +51,25 @@ def test_transparency_of_gray_and_premultiplied_alpha_are_kept():
     assert img.mode == "LA" and (img.alpha == 128).all()
 
 
+def test_a_transparent_colour_of_a_16_bit_rgb_png_is_kept():
+    """Pillow reduces 16-bit RGB to its high byte but compares the 16-bit tRNS colour with the reduced pixels:
+    the transparency was lost (or put on other colours). It is reduced the same way: the pixels whose high bytes
+    equal its high bytes are transparent."""
+    px = np.zeros((2, 4, 3), np.uint16)
+    px[:, 0], px[:, 1], px[:, 2], px[:, 3] = 0x1234, 0x1200, 0x12FF, 0x5000
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in px)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 2, 16, 2, 0, 0, 0))
+            + chunk(b"tRNS", struct.pack(">HHH", 0x1234, 0x1234, 0x1234)) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+    for img in (read_image(data), from_pil(Image.open(io.BytesIO(data)))):
+        assert img.mode == "RGBA" and img.alpha.tolist() == [[0, 0, 0, 255]] * 2
+        assert img.rgb[0, :, 0].tolist() == [0x12, 0x12, 0x12, 0x50]
+
+
 def test_palette_and_cmyk_become_rgb():
     assert from_pil(Image.new("RGB", (4, 4), (200, 10, 10)).convert("P")).mode == "RGB"
     assert from_pil(Image.new("CMYK", (4, 4), (0, 255, 255, 0))).mode == "RGB"

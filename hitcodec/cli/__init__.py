@@ -142,7 +142,8 @@ def _parse_rates(text: str) -> tuple[float, float]:
 
 def _not_empty(ctx, param, value: str | None) -> str | None:
     if value == "":
-        raise click.BadParameter("an empty name; give a file or folder name, or leave the option out")
+        raise click.BadParameter("an empty name; give a file name" if isinstance(param, click.Argument) else
+                                 "an empty name; give a file or folder name, or leave the option out")
     return value
 
 
@@ -679,8 +680,8 @@ def _output_format(dst: str, fmt: str | None) -> str:
 
 def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
     """What writing ``im`` as ``fmt`` (``data``) lost, read back: size, alpha or, but for JPEG, colours. For a
-    format that Pillow writes but cannot read back, what is known: PDF holds it as a JPEG; EPS (without
-    Ghostscript) nothing."""
+    format that Pillow writes but cannot read back, what is known: PDF holds colour or gray as a JPEG (with alpha
+    as lossless JPEG 2000); EPS (without Ghostscript) nothing."""
     import io
 
     from PIL import Image
@@ -690,7 +691,7 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
         back.load()
     except (OSError, ValueError, SyntaxError):
         return ["PDF holds the image as a JPEG of quality 95: its colours are not kept exactly (use .png for that)"
-                ] if fmt == "PDF" else []
+                ] if fmt == "PDF" and "A" not in im.mode else []  # (with alpha: JPEG 2000, lossless)
     with back:
         if back.size != im.size:
             return [f"{fmt} holds this image as {back.width}x{back.height}, not {im.width}x{im.height}"]
