@@ -274,7 +274,8 @@ SCORE_KIND = "geometric-mean"
 
 @torch.no_grad()
 def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
-    """Estimated rate (rounded latents under the priors) and uint8 PSNR at DEV_BETAS, averaged over images.
+    """Estimated rate (rounded latents under the priors) and uint8 PSNR at DEV_BETAS (each beta clamped to the
+    model's square), averaged over images.
 
     Each point's ``objective`` is (D + beta2 R2 + beta1 R1) / sqrt(beta2 beta1) per pixel, averaged over images.
     ``score`` (lower is better; it chooses best.pt) is their geometric mean, so that 1 % less objective counts
@@ -285,7 +286,8 @@ def dev_eval(model: GHVAE, images: list[torch.Tensor], device: str) -> dict:
     was_training = model.training
     model.eval()
     points = []
-    for beta2, beta1 in DEV_BETAS:
+    lo, hi = model.config.beta_min, model.config.beta_max  # a model trained on a narrower square: its corners,
+    for beta2, beta1 in ((min(max(b, lo), hi) for b in point) for point in DEV_BETAS):  # not extrapolated
         bpp = bpp_z2 = psnr = obj = 0.0
         for x in images:
             x = x[None].to(device)

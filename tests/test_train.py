@@ -276,6 +276,17 @@ def test_train_cli_rejects_bad_betas_mode(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_dev_eval_stays_inside_the_models_square(photo):
+    """A model trained on a square narrower than the dev points is scored at its corners, not extrapolated."""
+    from hitcodec.models.ghvae import GHVAE
+    from hitcodec.train import dev_eval
+
+    torch.manual_seed(0)
+    model = GHVAE(replace(TINY, beta_min=0.3, beta_max=3.0))
+    result = dev_eval(model, [torch.from_numpy(photo[:64, :64]).permute(2, 0, 1).float() / 255], "cpu")
+    assert [(p["beta2"], p["beta1"]) for p in result["points"]] == [(0.3, 0.3), (1, 1), (3, 3), (2, 0.5), (0.5, 2)]
+
+
 def test_train_without_dev_photos_is_a_one_line_error(tmp_path, photo, monkeypatch):
     """Without the packages that bundle the dev photos (a plain `pip install hitcodec`), or with an empty dev
     folder, training stops before its first step with one line, rather than dividing by zero at its first
