@@ -448,7 +448,8 @@ def main(argv: list[str] | None = None) -> None:
                         "for replicates (e.g. one run per seed), whose curves are averaged")
     parser.add_argument("--train-only", action="store_true", help="train the --names models, measure nothing")
     parser.add_argument("--quick", action="store_true", help="a few steps and points: checks the pipeline only")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (each evaluation's dev-score line is still printed)")
     parser.add_argument("--model", action="append", metavar="NAME=PATH",
                         help=f"measure this model instead of training (repeat; NAME one of {', '.join(NAMES)}; "
                         "a NAME given several times: replicates, e.g. seeds, whose curves are averaged)")
