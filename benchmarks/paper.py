@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from scipy.stats import spearmanr
 from torch import nn
 from tqdm import tqdm
 
+from benchmarks.args import output_folder
 from benchmarks.rd import log_grid, upper_hull
 from hitcodec.data import LABELLED_DATASETS, load_labelled_dataset
 from hitcodec.models.paper import PaperConfig, PaperHVAE, gaussian_log_prob
@@ -577,7 +579,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default="data", help="where the data set is cached (fetched on first use)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    data = load_labelled_dataset(args.dataset, Path(args.data_root))
+    output_folder(parser, args.out)
+    output_folder(parser, args.data_root, "--data-root")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # says so when the data set is fetched
+    try:
+        data = load_labelled_dataset(args.dataset, Path(args.data_root))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # no npm or apt-get; a damaged cached .npz
+        parser.exit(1, f"{parser.prog}: error: {args.dataset}: {exc}\n")
     start = time.perf_counter()
     results = run(data, Path(args.out), PRESETS["quick" if args.quick else "full"], args.dataset, args.seed)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min; IS classifier test accuracy "

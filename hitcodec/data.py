@@ -235,5 +235,9 @@ def load_labelled_dataset(name: str, root: Path = Path("data")) -> dict[str, np.
     if not path.exists():
         log.info("fetching %s into %s", name, path)
         fetch_labelled_dataset(name, root)
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a data set that hitcodec fetched ({exc}); delete it to fetch it again") \
+            from None
