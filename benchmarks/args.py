@@ -64,6 +64,19 @@ def models(parser: argparse.ArgumentParser, specs: list[str]):
     return out
 
 
+def betas_in_squares(parser: argparse.ArgumentParser, betas: list[float], models: dict) -> None:
+    """Refuse diagonal points beta2 = beta1 outside a model's trained square ({name: LoadedModel}): the codec
+    refuses them, and a network would only extrapolate there."""
+    from hitcodec.codec import check_betas
+
+    for name, loaded in models.items():
+        try:
+            for beta in betas:
+                check_betas(beta, beta, loaded.model.config)
+        except ValueError as exc:
+            parser.error(f"--betas for {name}: {exc}")
+
+
 def output_folder(parser: argparse.ArgumentParser, folder: str | Path, option: str = "--out",
                   given: str | Path | None = None) -> None:
     """Refuse an output folder that is a file or lies in one (before the work, not after it)."""

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.args import models as load_models, output_folder, positive_floats, whole
+from benchmarks.args import betas_in_squares, models as load_models, output_folder, positive_floats, whole
 from benchmarks.fixed_beta import dev_crops
-from hitcodec.codec import check_betas
 from hitcodec.models.ghvae import GHVAE, gaussian_rate, log_beta_input
 
 USED_BITS = 0.1  # a channel "in use" carries more than this many bits per latent (per position of its layer)
@@ -77,11 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         output_folder(parser, args.out)
     models = load_models(parser, args.model)
-    for name, loaded in models.items():  # measured where each model was trained, as the codec would code
-        try:
-            [check_betas(b, b, loaded.model.config) for b in args.betas]
-        except ValueError as exc:
-            parser.error(f"--betas for {name}: {exc}")
+    betas_in_squares(parser, args.betas, models)
     torch.set_num_threads(args.threads)
     betas = args.betas
     crops = [image.rgb for _, image in dev_crops(args.crop)]

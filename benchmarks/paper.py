@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import math
+import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -584,7 +585,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # says so when the data set is fetched
     try:
         data = load_labelled_dataset(args.dataset, Path(args.data_root))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # no npm or apt-get; a damaged cached .npz
+    except (OSError, ValueError, RuntimeError, KeyError, subprocess.CalledProcessError) as exc:  # no npm or
+        # apt-get, or one that fails (offline); a damaged cached .npz
         parser.exit(1, f"{parser.prog}: error: {args.dataset}: {exc}\n")
     start = time.perf_counter()
     results = run(data, Path(args.out), PRESETS["quick" if args.quick else "full"], args.dataset, args.seed)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.args import models as load_models, output_folder, positive_floats, whole, whole_numbers
+from benchmarks.args import (betas_in_squares, models as load_models, output_folder, positive_floats, whole,
+                             whole_numbers)
 from benchmarks.fixed_beta import dev_crops, objective
 from benchmarks.rd import bd_rate, measure_ghvae
 from hitcodec.api import resolve_model
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     output_folder(parser, args.out)
     models = load_models(parser, args.model) if args.model else {"shipped": resolve_model(None)}
+    betas_in_squares(parser, args.betas, models)
     torch.set_num_threads(args.threads)
     betas, steps = args.betas, args.steps
     images = dev_crops(args.crop)

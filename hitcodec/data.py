@@ -15,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -238,6 +239,6 @@ def load_labelled_dataset(name: str, root: Path = Path("data")) -> dict[str, np.
     try:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:  # e.g. a download cut short
         raise ValueError(f"{path} is not a data set that hitcodec fetched ({exc}); delete it to fetch it again") \
             from None

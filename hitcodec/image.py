@@ -19,11 +19,9 @@ Rules (also in README):
 
 from __future__ import annotations
 
-import contextlib
 import io
 import struct
 import threading
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -112,15 +110,6 @@ def _with_transparent(im: Image.Image, colour: tuple[int, int, int]) -> Image.Im
     return out
 
 
-@contextlib.contextmanager
-def _exif_unwarned():
-    """Pillow's "Corrupt EXIF data" warnings (when opening a JPEG, and in exif_transpose) left out: an unreadable
-    EXIF block is ignored (module docstring), not a Python warning with Pillow's source line."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
-        yield
-
-
 def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     """Convert a Pillow image following the module's rules; ``srgb=False`` leaves an ICC profile unapplied (the
     stored values, as training reads its photos)."""
@@ -130,8 +119,7 @@ def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
         im = _with_transparent(im, _rgb16_transparency(im))
     icc = im.info.get("icc_profile") if srgb and im.mode in _RGB_MODES else None
     try:
-        with _exif_unwarned():
-            im = ImageOps.exif_transpose(im)
+        im = ImageOps.exif_transpose(im)
     except (SyntaxError, ValueError, OSError, KeyError, TypeError, struct.error):  # an unreadable EXIF block
         pass
     if im.width == 0 or im.height == 0:
@@ -184,7 +172,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with _PILLOW_LIMIT, _exif_unwarned():
+        with _PILLOW_LIMIT:
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 im = Image.open(source)

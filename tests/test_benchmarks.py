@@ -116,7 +116,8 @@ def test_benchmark_arguments_are_checked_before_any_work(tmp_path, tiny_path, ca
            lambda: args.models(parser, [f"a={tmp_path}/file"]),
            lambda: args.models(parser, [f"a={tiny_path}", f"a={tiny_path}"]),
            lambda: args.output_folder(parser, tmp_path / "file" / "out"),
-           lambda: args.output_file(parser, tmp_path), lambda: args.output_file(parser, tmp_path / "file" / "x.json")]
+           lambda: args.output_file(parser, tmp_path), lambda: args.output_file(parser, tmp_path / "file" / "x.json"),
+           lambda: args.betas_in_squares(parser, [1.0, 20.0], args.models(parser, [f"a={tiny_path}"]))]
     for call in bad:
         with pytest.raises(SystemExit) as exc:
             call()

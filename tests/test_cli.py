@@ -281,7 +281,7 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
         assert r.exit_code == 1 and "would replace the input" in r.stderr and Path(png).read_bytes() == before
 
 
-def test_compare_shows_a_gray_image_as_written(tiny, photo):
+def test_compare_shows_a_gray_image_as_written(tiny, photo, tiny_path, tmp_path, monkeypatch):
     """A gray photo's hitcodec panels show (and measure) the gray that decompress writes; JPEG codes it as gray
     too (WebP has no gray mode: Pillow codes it as colour)."""
     from hitcodec.compare import panels_at
@@ -290,6 +290,15 @@ def test_compare_shows_a_gray_image_as_written(tiny, photo):
     image = from_pil(Image.fromarray(photo[:40, :50]).convert("L"))
     for panel in panels_at(tiny, image, 1.0)[1:4]:  # hitcodec at its best split, on the diagonal, JPEG
         assert (panel.rgb == panel.rgb[:, :, :1]).all(), panel.label
+    from hitcodec import compare
+
+    modes = []
+    monkeypatch.setattr(compare, "panels_at", lambda loaded, image, bpp: modes.append(image.mode) or panels_at(
+        loaded, image, bpp))
+    gray = tmp_path / "gray.png"
+    Image.fromarray(photo[:40, :50]).convert("L").save(gray)
+    r = run("compare", gray, "-o", tmp_path / "cmp.png", "--model", tiny_path)
+    assert r.exit_code == 0 and modes == ["L"], r.output  # the command passes the image's gray on
 
 
 def test_compare_without_matplotlib_is_a_one_line_error(png, tiny_path, tmp_path, monkeypatch):

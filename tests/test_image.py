@@ -5,8 +5,10 @@ import zlib
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from hitcodec.cli import main
 from hitcodec.image import ImageError, from_pil, read_image
 
 
@@ -156,7 +158,7 @@ def test_a_cmyk_image_ignores_an_rgb_profile_and_an_srgb_like_profile_is_not_app
     assert np.array_equal(from_pil(im).rgb, np.asarray(im))
 
 
-def test_an_unreadable_exif_block_is_ignored():
+def test_an_unreadable_exif_block_is_ignored(tiny_path):
     for fmt in ("PNG", "WEBP"):
         buf = io.BytesIO()
         Image.new("RGB", (8, 6), (200, 100, 50)).save(buf, format=fmt, exif=b"Exif\x00\x00garbage-garbage-garbage",
@@ -167,14 +169,14 @@ def test_an_unreadable_exif_block_is_ignored():
             assert from_pil(im).rgb.shape == (6, 8, 3)
     buf = io.BytesIO()  # a JPEG whose EXIF Pillow warns of ("Corrupt EXIF data"), on opening and in exif_transpose
     Image.new("RGB", (8, 6)).save(buf, format="JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no Python warning reaches the user
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # the library leaves Pillow's warning to its caller
         assert read_image(buf.getvalue()).rgb.shape == (6, 8, 3)
-        warnings.filterwarnings("ignore", "Corrupt EXIF data")
         with Image.open(io.BytesIO(buf.getvalue())) as im:
-            warnings.resetwarnings()
-            warnings.simplefilter("error")
             assert from_pil(im).rgb.shape == (6, 8, 3)
+    with warnings.catch_warnings(record=True) as caught:  # the command line shows no Python warning of it
+        warnings.simplefilter("always")
+        r = CliRunner().invoke(main, ["compress", "-", "-q", "--model", str(tiny_path)], input=buf.getvalue())
+    assert r.exit_code == 0 and not [w for w in caught if "EXIF" in str(w.message)], r.output
 
 
 def test_a_camera_jpeg_with_a_preview_is_one_frame():

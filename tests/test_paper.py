@@ -102,3 +102,16 @@ def test_quick_run_writes_results_figures_and_report(tmp_path):
     report = (tmp_path / "REPORT.md").read_text()
     assert "No single HVAE" in report and "Table 1" in report
     assert "| yes |" in report or "| no |" in report
+
+
+def test_a_damaged_cached_data_set_is_a_clear_error(tmp_path):
+    """A cut download in the cache (not a zip file) says what to do, not zipfile's BadZipFile."""
+    import numpy as np
+
+    from hitcodec.data import load_labelled_dataset
+
+    np.savez_compressed(tmp_path / "mnist.npz", train_x=np.zeros((50, 28, 28), np.uint8))
+    data = (tmp_path / "mnist.npz").read_bytes()
+    (tmp_path / "mnist.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="is not a data set that hitcodec fetched .*delete it to fetch it again"):
+        load_labelled_dataset("mnist", tmp_path)

@@ -60,6 +60,16 @@ def _on_sigterm(signum, frame):
     raise _Terminated
 
 
+def _quiet_pillow() -> None:
+    """Pillow's "Corrupt EXIF data" UserWarning (when it opens such a JPEG, and in exif_transpose) is not shown:
+    hitcodec ignores an unreadable EXIF block, and a Python warning with Pillow's source line is no one-line
+    message. Set for the command line's process and its workers only (a library leaves the filters to its
+    caller)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+
+
 class HitGroup(click.Group):
     """A click group whose errors are one line on stderr: exit 2 for usage, 1 for bad data."""
 
@@ -67,6 +77,7 @@ class HitGroup(click.Group):
         for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown as its bytes, the same in
             if isinstance(stream, io.TextIOWrapper):  # status lines and errors, whatever the locale's error handler
                 stream.reconfigure(errors="surrogateescape")
+        _quiet_pillow()
         own = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's only)
         sigterm_before = signal.signal(signal.SIGTERM, _on_sigterm) if own else None
         try:
@@ -347,6 +358,7 @@ def _ctrl_c_held():
 def _worker_init(threads: int, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and sets ``stop``
     signal.signal(signal.SIGTERM, _terminated)  # a second Ctrl-C
+    _quiet_pillow()
     global _STOP
     _STOP = stop
     import torch
@@ -811,7 +823,8 @@ def compare(image_path, bpp, output, crop, force, model_path):
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     rgb = np.ascontiguousarray(image.rgb[top:top + crop, left:left + crop])
-    panels = panels_at(resolve_model(model_path), CodecImage(rgb, None, "RGB"), bpp)
+    gray = image.mode in ("L", "LA")  # shown and measured as decompress writes it (alpha is not compared)
+    panels = panels_at(resolve_model(model_path), CodecImage(rgb, None, "L" if gray else "RGB"), bpp)
     target = 8 * targets.bytes_for_bpp(bpp, rgb.shape[0] * rgb.shape[1]) / (rgb.shape[0] * rgb.shape[1])
     off = [f"{p.label.split(' (')[0]} {p.bpp:.3f} bpp" for p in panels[1:] if abs(p.bpp / target - 1) > 0.1]
     if off:
