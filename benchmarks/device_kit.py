@@ -50,7 +50,11 @@ def pack(checkpoint: Path, data: Path, out: Path, budget: int, seed: int = 0, jp
     With ``jpeg_quality`` > 0 the photos travel as 4:4:4 JPEGs of that quality (at 95 all 268 training photos
     take 26 MiB instead of 86 MiB as PNG, at 44 dB mean PSNR, far above what the codec reconstructs); else as
     they are."""
-    if out.exists():
+    if out.exists():  # an earlier kit is replaced; nothing else is deleted
+        if not out.is_dir() or set(p.name for p in out.iterdir()) - {"start.pt", "train"} or \
+                data.resolve().is_relative_to(out.resolve()):
+            raise SystemExit(f"{out} exists and is not a kit of benchmarks.device_kit (start.pt and train/ only), or "
+                             f"holds the photos: give another --out")
         shutil.rmtree(out)
     (out / "train").mkdir(parents=True)
     export_weights(checkpoint, out / "start.pt")

@@ -64,7 +64,8 @@ def panels_at(loaded, image: CodecImage, bpp: float) -> list[Panel]:
     for ratio in SPLIT_RATIOS:
         out, size, b2, b1 = _hitcodec_at_size(loaded, image, target, ratio)
         found.append((codec.psnr(rgb, out), ratio, out, size, b2, b1))
-    fair = [f for f in found if f[3] <= target * 1.02] or found  # a split that overshot the size is no winner
+    fair = [f for f in found if f[3] <= target * 1.02]  # a split that overshot the size is no winner; where
+    fair = fair or [min(found, key=lambda f: f[3])]  # every split overshot, the one closest to the size
     best = max(fair, key=lambda f: f[0])
     diag = next(f for f in found if f[1] == 1.0)
     panels = [Panel("original", rgb, 0, float("inf"))]

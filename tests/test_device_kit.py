@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks.device_kit import pack
@@ -22,6 +23,13 @@ def test_pack_fits_the_budget_and_exports_plain_weights(tmp_path, tiny_path, pho
                                             for v in state["model"].values())
     # packing again replaces the old kit
     assert pack(tiny_path, data, tmp_path / "carry", budget) == result
+    # ... but no other folder: not the photos' (it deleted them), not one with other files
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    for out in (data, tmp_path / "other", tmp_path):
+        with pytest.raises(SystemExit, match="is not a kit"):
+            pack(tiny_path, data, out, budget)
+    assert len(list(data.iterdir())) == 6 and (tmp_path / "other" / "notes.txt").exists()
 
 
 def test_pack_can_send_the_photos_as_high_quality_jpegs(tmp_path, tiny_path, photo):
