@@ -342,6 +342,11 @@ def test_resume_keeps_the_better_best_and_no_old_time_budget(tmp_path, photo, mo
     assert CliRunner().invoke(main, ["train", "--resume", str(run / "last.pt"), "--steps", "6",
                                      "--minutes", "2"]).exit_code == 0
     assert [c.minutes for c in seen] == [0.0, 2.0]
+    export_weights(run / "last.pt", tmp_path / "fp16.pt")  # no optimiser state: a warning of the default rate
+    for extra, warned in (([], True), (["--lr", "5e-6"], False)):
+        r = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "fp16.pt"), "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "cont"), *extra])
+        assert r.exit_code == 0 and ("a fresh Adam starts at --lr 0.0002" in r.stderr) == warned, r.output
 
 
 def test_train_resume_and_export(tmp_path, photo):
