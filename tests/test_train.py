@@ -311,7 +311,7 @@ def test_train_without_dev_photos_is_a_one_line_error(tmp_path, photo, monkeypat
     assert not (tmp_path / "o").exists()
 
 
-def test_resume_keeps_the_better_best_and_no_old_time_budget(tmp_path, photo, monkeypatch):
+def test_resume_keeps_the_better_best_and_no_old_time_budget(tmp_path, photo, monkeypatch, caplog):
     """An interrupt after best.pt is written and before last.pt leaves last.pt with the older, worse best score;
     resuming compares with best.pt's own score, so a worse model does not replace it. And --minutes is a budget
     of one run: a resumed run without it has none."""
@@ -342,11 +342,13 @@ def test_resume_keeps_the_better_best_and_no_old_time_budget(tmp_path, photo, mo
     assert CliRunner().invoke(main, ["train", "--resume", str(run / "last.pt"), "--steps", "6",
                                      "--minutes", "2"]).exit_code == 0
     assert [c.minutes for c in seen] == [0.0, 2.0]
-    export_weights(run / "last.pt", tmp_path / "fp16.pt")  # no optimiser state: a warning of the default rate
-    for extra, warned in (([], True), (["--lr", "5e-6"], False)):
-        r = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "fp16.pt"), "--data", str(tmp_path),
-                                      "--out", str(tmp_path / "cont"), *extra])
-        assert r.exit_code == 0 and ("a fresh Adam starts at --lr 0.0002" in r.stderr) == warned, r.output
+    export_weights(run / "last.pt", tmp_path / "fp16.pt")  # no optimiser state: a warning without a warm-up
+    for warmup in (0, 2):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hitcodec.train"):
+            train(replace(cfg, out=str(tmp_path / f"cont{warmup}"), steps=6, minutes=0.0, lr_warmup=warmup),
+                  resume=str(tmp_path / "fp16.pt"), progress=False)
+        assert ("a fresh Adam at --lr 0.0002 without --lr-warmup" in caplog.text) == (warmup == 0), caplog.text
 
 
 def test_train_resume_and_export(tmp_path, photo):

@@ -983,10 +983,6 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         cfg = TrainConfig(data=data_dir, out=out_dir)
     elif out_dir is None:  # a run continues in its own folder, wherever it was moved or copied to
         out_dir = str(Path(resume).parent)
-    if resume and "optimizer" not in state and lr is None:  # exported weights: a fresh Adam at the default rate
-        click.echo(f"hitcodec: warning: {resume} has no optimiser state, so a fresh Adam starts at --lr "
-                   f"{cfg.lr:g}, which can undo much of a trained model; the model "
-                   "card continues with --lr 5e-6 --lr-warmup 1000", err=True)
     del state
     cfg = with_overrides(cfg, data=data_dir, out=out_dir, steps=steps, minutes=minutes or 0.0,  # (this run's only)
                          batch=batch, patch=patch,
