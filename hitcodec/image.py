@@ -127,7 +127,8 @@ def from_pil(im: Image.Image, srgb: bool = True) -> CodecImage:
     if im.mode == "F":
         raise ImageError("floating-point images are not supported; convert to 8- or 16-bit first")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        lo, hi = im.getextrema()
+        a = np.asarray(im)  # (Pillow's getextrema does not take I;16B or I;16L: a big-endian TIFF opens as I;16B)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
         if lo < 0 or hi > 65535:  # (a 16-bit PNG opens as "I" too)
             raise ImageError("32-bit integer images with values outside 0-65535 are not supported; convert to 8- "
                              "or 16-bit first")
@@ -171,6 +172,8 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
     """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    elif hasattr(source, "read"):  # from where the file is (Pillow would seek to its start), as decompress reads
+        source = io.BytesIO(source.read())
     try:
         with _PILLOW_LIMIT:
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -190,6 +193,8 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
             return replace(from_pil(im.convert("LA") if gray_alpha else im, srgb), frames=frames)
     except (FileNotFoundError, ImageError):
         raise
+    except IsADirectoryError:
+        raise ImageError(f"cannot read image: {source} is a folder") from None
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"
         empty = (not source.getbuffer().nbytes if isinstance(source, io.BytesIO)
                  else isinstance(source, (str, Path)) and not Path(source).stat().st_size)

@@ -266,3 +266,21 @@ def test_multi_frame_files_code_their_first_frame(fmt):
     assert img.frames == 3 and img.rgb.shape == (5, 6, 3)
     assert abs(int(img.rgb[0, 0, 0]) - 200) <= 2 and int(img.rgb[0, 0, 1]) <= 2
     assert read_image(_png(frames[1])).frames == 1
+
+
+def test_big_and_little_endian_16_bit_gray_a_file_at_an_offset_and_a_folder(tmp_path):
+    """A big-endian 16-bit gray TIFF opens as I;16B, which Pillow's getextrema does not take: it was refused as
+    "truncated or corrupt"; a binary file is read from where it is (Pillow seeks to its start), as decompress reads
+    one; a folder is named as one."""
+    a = (np.arange(64 * 48).reshape(48, 64) * 20).astype(">u2")
+    Image.frombytes("I;16B", (64, 48), a.tobytes()).save(tmp_path / "big.tiff")
+    reference = from_pil(Image.frombytes("I;16", (64, 48), a.astype("<u2").tobytes()))
+    assert reference.mode == "L"
+    little = Image.frombytes("I;16L", (64, 48), a.astype("<u2").tobytes())
+    for img in (read_image(tmp_path / "big.tiff"), from_pil(little)):
+        assert img.mode == "L" and np.array_equal(img.rgb, reference.rgb)
+    stream = io.BytesIO(b"JUNKJUNK" + _png(Image.new("RGB", (8, 6), (1, 2, 3))))
+    stream.seek(8)
+    assert read_image(stream).rgb[0, 0].tolist() == [1, 2, 3]
+    with pytest.raises(ImageError, match="is a folder"):
+        read_image(tmp_path)
