@@ -79,11 +79,13 @@ def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -
     lo, hi = min(lo, float(np.float32(lo))), max(hi, float(np.float32(hi)))  # float32(0.01) < 0.01 < float32(0.1)
     checked = []
     for name, beta in (("beta2", beta2), ("beta1", beta1)):
+        if isinstance(beta, (str, bytes, bool)) or not hasattr(beta, "__float__"):  # float("2") would take a str
+            raise TypeError(f"{name} must be a number, not {type(beta).__name__}")
         try:
             value = float(beta)
         except (TypeError, ValueError):
             value = float("nan")
-        if isinstance(beta, bool) or not math.isfinite(value) or not lo <= value <= hi:
+        if not math.isfinite(value) or not lo <= value <= hi:
             raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {beta!r}")
         checked.append(float(np.float32(value)))
     return checked[0], checked[1]

@@ -53,12 +53,15 @@ class HitImageFile(ImageFile.ImageFile):
 
 
 def _number(value, name: str) -> float:
-    """``value`` as a finite positive float, else ValueError naming the option."""
+    """``value`` as a finite positive float: TypeError naming the option unless it is a number, ValueError unless it
+    is finite and positive."""
+    if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+    if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
     return number
 
@@ -67,18 +70,24 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
     beta2/beta1, or target_rates = (bpp of z2, bpp of z1) as the CLI's --target-rates; model, device and verify as
     in `hitcodec.compress`."""
+    import numpy as np
+
     from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, to_codec_image, verify_coded
 
     opts = im.encoderinfo
-    device, verify = opts.get("device", "cpu"), bool(opts.get("verify", False))
+    device, verify = opts.get("device", "cpu"), opts.get("verify", False)
+    if not isinstance(verify, (bool, np.bool_)):  # verify="no" would count as true
+        raise TypeError(f"verify must be True or False, not {type(verify).__name__}")
     loaded = resolve_model(opts.get("model"))
     beta2, beta1 = codec.check_betas(opts.get("beta2", 1.0), opts.get("beta1", 1.0), loaded.model.config)
     size, bpp, rates = opts.get("target_size"), opts.get("target_bpp"), opts.get("target_rates")
     if sum(t is not None for t in (size, bpp, rates)) > 1:
         raise ValueError("give one of target_size, target_bpp and target_rates")
     if rates is not None:
-        if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or len(rates) != 2:
+        if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__"):
+            raise TypeError(f"target_rates must be two numbers (bpp of z2, bpp of z1), not {type(rates).__name__}")
+        if len(rates) != 2:
             raise ValueError(f"target_rates must be two numbers (bpp of z2, bpp of z1), got {rates!r}")
         rates = tuple(_number(r, "target_rates") for r in rates)
         if "beta2" in opts or "beta1" in opts:

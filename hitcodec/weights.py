@@ -91,7 +91,10 @@ class LoadedModel:
 
 
 def resolve_device(name: "str | torch.device" = "cpu") -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; ValueError if unusable."""
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; ValueError if unusable, TypeError
+    unless it is a str or a torch.device."""
+    if not isinstance(name, (str, torch.device)):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', or a torch.device, not {type(name).__name__}")
     text = str(name)
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hitcodec import api
@@ -55,6 +56,16 @@ def test_device_is_passed_on(tiny, image):
         api.compress(image, model=tiny, device="bogus")
     with pytest.raises(ValueError, match="unknown device"):
         api.decompress(api.compress(image, model=tiny), model=tiny, device="bogus")
+    with pytest.raises(TypeError, match="device must be a str such as 'cpu' or 'cuda', or a torch.device, not int"):
+        api.compress(image, model=tiny, device=3)  # was "unknown device '3'", a ValueError
+    assert api.compress(image, model=tiny, device=torch.device("cpu")) == api.compress(image, model=tiny)
+
+
+@pytest.mark.parametrize("beta", ["2", b"2", None, True, [1.0]])
+def test_betas_of_the_wrong_type_are_a_type_error(tiny, image, beta):
+    with pytest.raises(TypeError, match="beta2 must be a number, not"):  # "2" was taken as 2.0
+        api.compress(image, beta2=beta, model=tiny)
+    assert api.compress(image, np.float32(2.0), np.int64(1), model=tiny) == api.compress(image, 2.0, 1.0, model=tiny)
 
 
 def test_decompress_refuses_files_above_its_pixel_limit(tiny, image):

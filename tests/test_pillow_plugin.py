@@ -45,15 +45,25 @@ def test_a_payload_that_does_not_decode_raises_oserror_on_load(tmp_path, photo, 
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"beta2": None}, "beta2 must be"), ({"beta1": "abc"}, "beta1 must be"), ({"beta2": True}, "beta2 must be"),
     ({"target_bpp": 0.5, "beta1": 0}, "beta1 must be"), ({"target_size": float("inf")}, "target_size must be"),
-    ({"target_size": "abc"}, "target_size must be"), ({"target_size": 10.5}, "whole number"),
-    ({"target_bpp": 0.5, "beta2": 1000, "beta1": 1000}, "beta2 must be"),
-    ({"target_bpp": 0.5, "target_size": 100}, "give one of"), ({"target_rates": 0.5}, "two numbers"),
-    ({"target_rates": (0.1, "x")}, "target_rates must be"),
+    ({"target_size": 10.5}, "whole number"), ({"target_bpp": 0.5, "beta2": 1000, "beta1": 1000}, "beta2 must be"),
+    ({"target_bpp": 0.5, "target_size": 100}, "give one of"), ({"target_rates": (0.1, 0.2, 0.3)}, "two numbers"),
+    ({"target_rates": (0.1, -1)}, "target_rates must be"),
     ({"target_rates": (0.01, 0.2), "beta1": 2}, "leave them out")])
 def test_bad_save_options_are_a_clear_value_error(tmp_path, photo, tiny_path, options, message):
     with pytest.raises(ValueError, match=message):
+        Image.fromarray(photo[:16, :16]).save(tmp_path / "bad.hit", model=str(tiny_path), **options)
+    assert not (tmp_path / "bad.hit").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"beta2": None}, "beta2 must be a number, not NoneType"), ({"beta1": "2"}, "beta1 must be a number, not str"),
+    ({"beta2": True}, "beta2 must be a number, not bool"), ({"target_size": "100"}, "target_size must be a number"),
+    ({"target_rates": 0.5}, "two numbers"), ({"target_rates": "0.1,0.2"}, "two numbers"),
+    ({"target_rates": (0.1, "x")}, "target_rates must be a number"),
+    ({"verify": "no"}, "verify must be True or False, not str"), ({"device": 3}, "device must be a str")])
+def test_save_options_of_the_wrong_type_are_a_type_error(tmp_path, photo, tiny_path, options, message):
+    with pytest.raises(TypeError, match=message):  # beta1="2" and verify="no" were taken as 2 and True
         Image.fromarray(photo[:16, :16]).save(tmp_path / "bad.hit", model=str(tiny_path), **options)
     assert not (tmp_path / "bad.hit").exists()
 
