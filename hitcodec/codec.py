@@ -291,6 +291,8 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
         raise BitstreamError(f"corrupt hitcodec header: {exc}") from exc
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None  # cheap, so first
     payloads = dict(zip(LAYERS, parts))
+    for payload in payloads.values():  # checks of the bytes alone, before the priors of the whole declared size
+        coding.payload_words(payload)
     stats: dict[str, LayerStats] = {}
     symbols: dict[str, np.ndarray] = {}
 

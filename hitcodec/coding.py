@@ -61,18 +61,26 @@ def encode_symbols(symbols: np.ndarray, idx: np.ndarray) -> bytes:
     return coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_symbols(payload: bytes, idx: np.ndarray) -> np.ndarray:
-    """Inverse of `encode_symbols`; raises CodingError if the payload is malformed."""
-    idx = np.asarray(idx).ravel()
+def payload_words(payload: bytes) -> np.ndarray:
+    """The 32-bit words of an ANS payload; CodingError unless it is whole words ending in a nonzero one. A valid ANS
+    stream ends with a nonzero head word, or is empty: the stream of symbols that are all -SYMBOL_MAX, whose
+    cumulative probability is 0, leaves the coder in its empty state (and decodes back from it)."""
     if len(payload) % 4:
         raise CodingError("payload length is not a multiple of 4 bytes")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    if words.size and words[-1] == 0:
+        raise CodingError("payload is truncated (its last word is zero)")
+    return words
+
+
+def decode_symbols(payload: bytes, idx: np.ndarray) -> np.ndarray:
+    """Inverse of `encode_symbols`; raises CodingError if the payload is malformed."""
+    idx = np.asarray(idx).ravel()
+    words = payload_words(payload)
     if idx.size == 0:
         if words.size:
             raise CodingError("payload holds data where none is expected")
         return np.zeros(0, dtype=np.int32)
-    if words.size == 0 or words[-1] == 0:  # a valid ANS stream ends with a nonzero head word
-        raise CodingError("payload is empty or truncated")
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         symbols = coder.decode(_MODEL, np.zeros(idx.size), SCALE_TABLE[idx])

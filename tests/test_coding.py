@@ -40,10 +40,20 @@ def test_malformed_payloads_are_rejected():
     # The coder catches what is structurally wrong; content damage is the bitstream CRC's job.
     sym, idx = _random_symbols(1000)
     payload = coding.encode_symbols(sym, idx)
-    for bad in (payload[:-1], b"", b"\x00\x00\x00\x00"):
+    for bad in (payload[:-1], b"\x00\x00\x00\x00", payload + b"\x00\x00\x00\x00"):
         with pytest.raises(coding.CodingError):
             coding.decode_symbols(bad, idx)
     assert coding.encode_symbols(np.zeros(0, np.int32), np.zeros(0, np.int32)) == b""
+
+
+def test_symbols_that_all_lie_at_the_bottom_code_to_an_empty_payload():
+    # their cumulative probability is 0, so the coder stays in its empty state; the decoder once refused b""
+    idx = np.arange(7, dtype=np.int32)
+    low = np.full(7, -coding.SYMBOL_MAX, np.int32)
+    assert coding.encode_symbols(low, idx) == b""
+    assert np.array_equal(coding.decode_symbols(b"", idx), low)
+    high = coding.encode_symbols(np.array([-coding.SYMBOL_MAX, 0], np.int32), np.zeros(2, np.int32))
+    assert len(high) > 0 and coding.decode_symbols(high, np.zeros(2, np.int32)).tolist() == [-coding.SYMBOL_MAX, 0]
 
 
 def test_golden_payload_pins_the_entropy_model():
