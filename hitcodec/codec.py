@@ -31,7 +31,7 @@ from hitcodec.weights import LoadedModel, resolve_device
 
 LAYERS = ("z2", "z1")  # coding order: top layer first
 # oneDNN off for the priors (walk_layers); None leaves the TF32 settings that newer torch versions also take alone
-_NO_ONEDNN = {"enabled": False, **{k: None for k in ("allow_tf32", "fp32_precision")
+_NO_ONEDNN = {"enabled": False, **{k: None for k in ("deterministic", "allow_tf32", "fp32_precision")
                                    if k in inspect.signature(torch.backends.mkldnn.flags).parameters}}
 # That switch is one for the whole process (torch has none per thread), so encode and decode run one at a time:
 # a call in another thread could otherwise compute its priors with oneDNN (a file its decoder cannot read), or
@@ -49,9 +49,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _one_at_a_time(fn):
+    """Run ``fn`` under the lock above, and as under torch's defaults whatever the calling application set: no
+    autocast (it would run the transforms, and version 1's float32 priors, in 16 bits: other bytes, or a file that
+    does not decode), and new tensors on the CPU (``torch.set_default_device``). Both settings are per thread."""
     @functools.wraps(fn)
     def locked(*args, **kwargs):
-        with _ONE_AT_A_TIME:
+        with _ONE_AT_A_TIME, torch.device("cpu"), torch.autocast("cpu", enabled=False), \
+                torch.autocast("cuda", enabled=False):
             return fn(*args, **kwargs)
     return locked
 

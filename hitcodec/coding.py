@@ -93,7 +93,10 @@ def decode_symbols(payload: bytes, idx: np.ndarray) -> np.ndarray:
 
 def information_bits(symbols: np.ndarray, idx: np.ndarray) -> float:
     """Ideal code length in bits of the symbols under the table model (what the ANS coder aims for)."""
-    from scipy.special import ndtr
+    import torch  # (scipy.special's ndtr would add a warnings filter to the caller's process on first import)
+
+    def ndtr(v: np.ndarray) -> np.ndarray:
+        return torch.special.ndtr(torch.from_numpy(v)).numpy()
 
     s = np.abs(np.asarray(symbols, dtype=np.float64).ravel())
     sigma = SCALE_TABLE[np.asarray(idx).ravel()]

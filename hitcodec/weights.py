@@ -123,7 +123,10 @@ def model_id(model: GHVAE) -> bytes:
 def model_from_state(state: dict, source: str = "the state") -> GHVAE:
     """The fp32 GHVAE of a model file's or checkpoint's dict; a one-line ValueError if its weights do not fit."""
     try:
-        model = GHVAE(GHVAEConfig(**state["model_config"]))
+        # float32 on the CPU whatever default dtype and device the calling application set, and without drawing
+        # from its random generator: the initial weights are replaced at once
+        with torch.device("cpu"), torch.random.fork_rng(devices=[]):
+            model = GHVAE(GHVAEConfig(**state["model_config"])).float()
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     except LOAD_ERRORS as exc:
         raise ValueError(f"{source} is not a hitcodec model file (its weights do not fit its config: "
@@ -135,10 +138,14 @@ def model_from_state(state: dict, source: str = "the state") -> GHVAE:
     return model.eval()
 
 
-@functools.lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> LoadedModel:
-    """Load a shipped-model file or a training checkpoint (``weights_only=True``) onto the CPU, in eval mode."""
-    path = str(DEFAULT_WEIGHTS if path is None else path)
+    """Load a shipped-model file or a training checkpoint (``weights_only=True``) onto the CPU, in eval mode (once
+    per path: later calls return the same LoadedModel)."""
+    return _load_model(str(DEFAULT_WEIGHTS if path is None else path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str) -> LoadedModel:
     if not path:
         raise ValueError("the model path is empty (leave the option out for the shipped model)")
     if not Path(path).exists():
