@@ -124,7 +124,7 @@ def measure_classical(fmt: str, images: list[tuple[str, CodecImage]]) -> list[di
             pixels = image.rgb.shape[0] * image.rgb.shape[1]
             rows.append({"image": name, "bpp": 8 * buf.tell() / pixels, "psnr": psnr_db(image.rgb, dec),
                          "ms_ssim": ms_ssim(image.rgb, dec)})
-        points.append({"quality": q, **_mean(rows)})
+        points.append({"quality": q, **_mean(rows), "images": rows})
     return sorted(points, key=lambda p: p["bpp"])
 
 
@@ -171,6 +171,27 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float:
     grid = np.linspace(lo, hi, 200)
     diff = np.mean(PchipInterpolator(xt, yt)(grid) - PchipInterpolator(xa, ya)(grid))
     return float((math.exp(diff) - 1) * 100)
+
+
+def per_image_bd_rates(anchor: list[dict], test: list[dict]) -> dict[str, float]:
+    """Each image's BD-rate (%) of ``test`` against ``anchor``, from the per-image rows of both curves' points (the
+    other common convention: `bd_rate` of the mean curves weighs every image's bits and PSNR into one curve)."""
+    names = [r["image"] for r in test[0]["images"]]
+    return {name: bd_rate([r for p in anchor for r in p["images"] if r["image"] == name],
+                          [r for p in test for r in p["images"] if r["image"] == name]) for name in names}
+
+
+def rate_gap(anchor: list[dict], point: dict) -> float:
+    """How many more bits (%) ``point`` takes than the ``anchor`` curve at the point's PSNR (log rate interpolated
+    over PSNR, as in `bd_rate`); NaN outside the anchor's PSNR range."""
+    from scipy.interpolate import PchipInterpolator
+
+    pts = sorted((p["psnr"], math.log(p["bpp"])) for p in anchor if p["bpp"] > 0)
+    pts = [pt for i, pt in enumerate(pts) if i == 0 or pt[0] > pts[i - 1][0] + 1e-9]  # strictly increasing PSNR
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    if len(xs) < 2 or not xs[0] <= point["psnr"] <= xs[-1]:
+        return float("nan")
+    return float((point["bpp"] / math.exp(PchipInterpolator(xs, ys)(point["psnr"])) - 1) * 100)
 
 
 def compressai_json(name: str, description: str, points: list[dict]) -> dict:
@@ -392,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                args.model)
     anchors = [a for a in ("jpeg", "webp") if a in classical]
     bd = {name: {a: bd_rate(classical[a], pts) for a in anchors} for name, (pts, _) in curves.items()}
+    bd_per_image = {name: {a: per_image_bd_rates(classical[a], curves[name][0]) for a in anchors}
+                    for name in curves if name.startswith("hitcodec") or name == "beta-vae-model"}
     for name in bd:  # the paper's question: does choosing the split beat the beta-VAE diagonal?
         bd[name]["diagonal"] = bd_rate(diagonal, curves[name][0])
         if baseline:  # and against the same architecture trained as a beta-VAE with the same steps
@@ -404,15 +427,17 @@ def main(argv: list[str] | None = None) -> None:
         (out / f"{name}.json").write_text(json.dumps(json_safe(compressai_json(name, desc, pts)), indent=2))
     (out / "grid.json").write_text(json.dumps(json_safe({
         "model_id": loaded.model_id_hex, "images": [n for n, _ in images], "grid": grid,
-        "hull": [(p["beta2"], p["beta1"]) for p in hull], "bd_rate_percent": bd, "speed": speed}), indent=2))
+        "hull": [(p["beta2"], p["beta1"]) for p in hull], "bd_rate_percent": bd,
+        "bd_rate_percent_per_image": bd_per_image, "speed": speed}), indent=2))
     plot(out, grid, diagonal, hull, classical, baseline)
     source = "the dev-eval photos (`--images dev`)" if args.images == "dev" else f"`{args.images}`"
-    report = write_report(out, loaded, images, source, grid, diagonal, hull, curves, bd, speed, baseline_model)
+    report = write_report(out, loaded, images, source, grid, diagonal, hull, curves, bd, speed, baseline_model,
+                          bd_per_image, classical.get("webp"))
     print(report)
 
 
 def write_report(out: Path, loaded, images, source: str, grid, diagonal, hull, curves, bd, speed,
-                 baseline_model=None) -> str:
+                 baseline_model=None, bd_per_image=None, webp=None) -> str:
     anchors = list(next(iter(bd.values())).keys())
     baseline = (f" β-VAE model (`beta-vae-model`, the same architecture trained on β2 = β1 only): "
                 f"`{baseline_model.model_id_hex}` ({baseline_model.path}).") if baseline_model else ""
@@ -426,13 +451,31 @@ def write_report(out: Path, loaded, images, source: str, grid, diagonal, hull, c
     lines += ["| curve | " + " | ".join(f"vs {a}" for a in anchors) + " |", "|---" * (len(anchors) + 1) + "|"]
     for name, row in bd.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[a]:+.1f}" for a in anchors) + " |")
+    if bd_per_image:
+        classical = list(next(iter(bd_per_image.values())))
+        lines += ["", "BD-rate per image, then the mean over images (the other common convention; the table above is "
+                      "of the mean curves, as CompressAI reports), with the range over images:", "",
+                  "| curve | " + " | ".join(f"vs {a}: mean (min, max)" for a in classical) + " |",
+                  "|---" * (len(classical) + 1) + "|"]
+        for name, row in bd_per_image.items():
+            cells = []
+            for a in classical:
+                values = [v for v in row[a].values() if math.isfinite(v)]
+                cells.append(f"{np.mean(values):+.1f} ({min(values):+.1f}, {max(values):+.1f})" if values else "n/a")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    gap = webp is not None
     lines += ["", "## GHVAE hull (best split per total rate) and diagonal", "",
-              "| curve | beta2 | beta1 | bpp | z2 bpp | z1 bpp | PSNR dB | MS-SSIM |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| curve | beta2 | beta1 | bpp | z2 bpp | z1 bpp | PSNR dB | MS-SSIM |"
+              + (" bits vs WebP |" if gap else ""),
+              "|---|---|---|---|---|---|---|---|" + ("---|" if gap else "")]
     for name, pts in (("hull", hull), ("diagonal", diagonal)):
         for p in pts:
             lines.append(f"| {name} | {p['beta2']:g} | {p['beta1']:g} | {p['bpp']:.4f} | {p['bpp_z2']:.4f} | "
-                         f"{p['bpp_z1']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} |")
+                         f"{p['bpp_z1']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} |"
+                         + (f" {rate_gap(webp, p):+.1f} % |" if gap else ""))
+    if gap:
+        lines += ["", "bits vs WebP: the point's bits against WebP's mean curve at the same PSNR (negative = fewer): "
+                      "the BD-rate is an average of such gaps over the PSNR range both curves share."]
     if speed:
         gpu = f"; GPU rows: {speed['cuda_device']}" if "cuda_device" in speed else ""
         lines += ["", f"## Speed (CPU with {speed['threads']} threads{gpu}; {speed['image_megapixels']:.2f} MP "

@@ -19,6 +19,17 @@ def test_bd_rate_of_a_curve_at_half_the_rate_is_minus_50_percent():
     assert abs(rd.bd_rate(anchor, anchor)) < 1e-9
 
 
+def test_per_image_bd_rates_and_the_rate_gap_at_a_point():
+    def curve(scale, name):
+        return [{"bpp": b * scale, "psnr": 20 + 10 * np.log10(b * 10), "images": [
+            {"image": name, "bpp": b * scale, "psnr": 20 + 10 * np.log10(b * 10)}]} for b in (0.1, 0.2, 0.4, 0.8)]
+
+    anchor, test = curve(1, "a"), curve(0.5, "a")
+    assert rd.per_image_bd_rates(anchor, test) == {"a": pytest.approx(-50, abs=0.5)}
+    assert rd.rate_gap(anchor, test[1]) == pytest.approx(-50, abs=0.5)
+    assert np.isnan(rd.rate_gap(anchor, {"bpp": 1.0, "psnr": 40.0}))  # above the anchor's range
+
+
 def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     images = tmp_path / "images"
     images.mkdir()
@@ -32,8 +43,10 @@ def test_grid_run_writes_results(tmp_path, tiny_path, photo):
     bd = grid["bd_rate_percent"]
     assert set(bd) >= {"hitcodec-hull", "beta-vae-model"}  # the same tiny model as its own baseline: 0 % apart
     assert abs(bd["beta-vae-model"]["diagonal"]) < 1e-6 and abs(bd["hitcodec-diagonal"]["beta-vae-model"]) < 1e-6
+    assert set(grid["bd_rate_percent_per_image"]["hitcodec-diagonal"]["webp"]) == {"a.png", "b.png"}
     report = (out / "REPORT.md").read_text()
     assert "vs beta-vae-model" in report and f"2 images from `{images}`" in report
+    assert "vs webp: mean (min, max)" in report and "bits vs WebP |" in report
     hull = json.loads((out / "hitcodec-hull.json").read_text())
     assert set(hull["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb"}
     for name in ("rd.png", "beta_surface.png", "REPORT.md", "jpeg.json", "webp.json", "hitcodec-diagonal.json",
