@@ -201,7 +201,7 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
     assert run("compress", png, "--model", tiny_path).exit_code == 0
     hit = tmp_path / "photo.hit"
     for command, src in (("compress", png), ("decompress", hit), ("compare", png)):
-        for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.png", "no folder")):
+        for out, message in ((tmp_path, "is a folder"), (tmp_path / "missing" / "x.png", "missing does not exist")):
             if command != "compare" and out == tmp_path:
                 out = tmp_path / "sub" / ("photo.hit" if command == "compress" else "photo.png")
                 out.mkdir(parents=True, exist_ok=True)  # -o sub: the output's name in the folder is taken by one
@@ -241,6 +241,50 @@ def test_output_folder_takes_any_number_of_inputs_and_refuses_clashing_names(png
     assert r.exit_code == 1 and "is the output of" in r.stderr and "1 of 2 files failed" in r.stderr
     r = run("compress", "-", "-o", coded, "--model", tiny_path, input=png.read_bytes())
     assert r.exit_code == 2 and "standard input" in r.stderr
+
+
+def test_the_same_file_twice_is_coded_once_with_a_warning(png, tiny_path, tmp_path):
+    r = run("compress", png, png.parent / "." / png.name, png, "--model", tiny_path)  # was "1 of 3 files failed"
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("the same file as") == 2 and r.stdout.count("photo.hit") == 1
+
+
+def test_names_with_control_characters_keep_each_message_one_line(photo, tiny_path, tmp_path):
+    odd = tmp_path / "a\nb.png"
+    Image.fromarray(photo[:16, :16]).save(odd)
+    r = run("compress", odd, tmp_path / "gone\n.png", "--model", tiny_path)
+    assert r.exit_code == 1
+    assert "a\\nb.png -> " in r.stdout and len(r.stdout.splitlines()) == 1, r.stdout
+    assert "hitcodec: error: " + str(tmp_path / "gone\\n.png") + ": no such file" in r.stderr.splitlines()
+
+
+def test_os_errors_are_named_in_words(png, tiny_path, tmp_path):
+    from hitcodec.cli import _one_line
+
+    assert _one_line(PermissionError(13, "Permission denied", "x\ny.png")) == "permission denied: x\\ny.png"
+    long = "n" * 300 + ".hit"
+    r = run("info", long)  # click checked readability itself: exit 2
+    assert r.exit_code == 1 and r.stderr.startswith("hitcodec: error: file name too long: nnnn"), r.stderr
+    assert len(r.stderr) < 120
+    r = run("compress", png, "-o", png / "out.hit", "--model", tiny_path)
+    assert r.exit_code == 1 and f"{png} is not a folder" in r.stderr, r.stderr  # was "no folder {png}"
+
+
+@pytest.mark.parametrize("suffix, side", [(".gif", 65536), (".tga", 70000), (".jpg", 65501), (".webp", 16384)])
+def test_a_size_the_output_format_cannot_hold_is_refused_before_decoding(png, tiny_path, tmp_path, monkeypatch,
+                                                                        suffix, side):
+    import dataclasses
+
+    from hitcodec import bitstream, codec
+
+    assert run("compress", png, "--model", tiny_path).exit_code == 0
+    header, parts = bitstream.unpack((tmp_path / "photo.hit").read_bytes())
+    wide = tmp_path / "wide.hit"
+    wide.write_bytes(bitstream.pack(dataclasses.replace(header, width=side, height=1), parts))
+    monkeypatch.setattr(codec, "decode", lambda *a, **k: pytest.fail("decoded first"))
+    r = run("decompress", wide, "-o", tmp_path / f"wide{suffix}", "--model", tiny_path)
+    assert r.exit_code == 1 and "holds at most" in r.stderr and f"not {side}x1 (use .png)" in r.stderr, r.output
+    assert len(r.stderr.splitlines()) == 1  # GIF and TGA were a traceback (OverflowError)
 
 
 def test_no_leftover_temp_files(png, tiny_path, tmp_path):

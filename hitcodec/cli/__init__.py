@@ -7,6 +7,7 @@ Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import io
@@ -17,6 +18,7 @@ import os
 import re
 import signal
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -112,11 +114,28 @@ class HitGroup(click.Group):
             raise _TerminatedExit from None
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a file name with a newline keeps its line one line)."""
+    return text.translate(_CONTROL)
+
+
 def _one_line(exc: BaseException) -> str:
+    """An error as one line: the command line's own messages as they are (names escaped), those of libraries with
+    their line breaks and runs of spaces made one space, and the usual OS errors in words."""
+    if isinstance(exc, CLIError):
+        return _printable(str(exc))
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, FileNotFoundError) and exc.filename:
-        text = f"no such file: {exc.filename}"
-    elif isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+    name = _printable(os.fsdecode(exc.filename)) if isinstance(exc, OSError) and exc.filename else None
+    if isinstance(exc, FileNotFoundError) and name:
+        return f"no such file: {name}"
+    if isinstance(exc, PermissionError) and name:
+        return f"permission denied: {name}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and name:
+        return f"file name too long: {name[:40]}...{name[-20:]}" if len(name) > 80 else f"file name too long: {name}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
         asked = re.search(r"allocate ([0-9]+) bytes", text)  # torch's CPU allocator says how much
         text = "out of memory" + (f" (an allocation of {int(asked[1]) / 2**30:.1f} GiB failed)" if asked else "")
     return " ".join(text.split())
@@ -171,7 +190,8 @@ def _check_output(path: Path | str, force: bool) -> Path:
         return path
     target = Path(os.path.realpath(path))  # through a link: where the file is written
     if not target.parent.is_dir():
-        raise CLIError(f"cannot write {path}: no folder {target.parent}")
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise CLIError(f"cannot write {path}: {target.parent} {what}")
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write {path}: the folder {target.parent} is not writable")
     return path
@@ -388,7 +408,15 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     todo = []
     first_with = {}  # real path of an output -> the input that writes it
     sources = {os.path.realpath(src): src for src in inputs if src != "-"}
+    given = {}  # real path of an input -> the name it was first given as
     for src, dst in zip(inputs, outputs):
+        real = os.path.realpath(src) if src != "-" else None
+        if real in given:  # x.png x.png, x.png ./x.png: the same file, coded once
+            click.echo(f"hitcodec: warning: {_printable(src)}: the same file as {_printable(given[real])}, coded "
+                       "once", err=True)
+            continue
+        if real is not None:
+            given[real] = src
         try:
             if src != "-" and not os.path.lexists(src):  # said so, not as a clash with its output of the same name
                 raise CLIError("no such file" if many else f"no such file: {src}")
@@ -398,12 +426,12 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
                     raise CLIError(f"the output {dst} would replace the input {sources[key]}: give another -o")
                 if key in first_with:  # e.g. photo.png and photo.jpg, or one name from two folders
                     raise CLIError(f"{dst} is the output of {first_with[key]} already")
-                first_with[key] = src
                 _check_output(dst, force)
+                first_with[key] = src  # (after the check: an input whose output cannot be written has none)
         except CLIError as exc:
             if not many:
                 raise
-            click.echo(f"hitcodec: error: {src}: {exc}", err=True)
+            click.echo(f"hitcodec: error: {_printable(src)}: {_one_line(exc)}", err=True)
             failed += 1
         else:
             todo.append((src, dst))
@@ -431,13 +459,13 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
             except (CLIError, ValueError, OSError, RuntimeError, MemoryError) as exc:
                 if not many:
                     raise
-                click.echo(f"hitcodec: error: {src}: {_one_line(exc)}", err=True)
+                click.echo(f"hitcodec: error: {_printable(src)}: {_one_line(exc)}", err=True)
                 failed += 1
                 continue
             for warning in warnings:
-                click.echo(f"hitcodec: warning: {src}: {warning}", err=True)
+                click.echo(f"hitcodec: warning: {_printable(src)}: {_printable(warning)}", err=True)
             if not quiet:
-                click.echo(line, err=to_stderr)
+                click.echo(_printable(line), err=to_stderr)
     finally:
         if pool is not None:
             stop.set()  # on Ctrl-C or an error: the running files are not written, the queued ones not started
@@ -605,22 +633,24 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     name, --format) for stdout and names without a known suffix, else PNG there."""
     import io
 
-    from hitcodec import codec
+    from hitcodec import bitstream, codec
     from hitcodec.api import resolve_model
     from hitcodec.image import to_pil
 
     loaded = resolve_model(model_path)
     data = _read_input(src)
+    fmt = _output_format(dst, fmt)
+    header, _ = bitstream.unpack(data, max_pixels=max_pixels)  # (decode checks it again: it is cheap)
+    limit = _MAX_SIDE.get(fmt if fmt != "PDF" or header.mode in ("L", "RGB") else "", 0)
+    if limit and max(header.width, header.height) > limit:  # before decoding, not in Pillow's writer
+        raise CLIError(f"cannot write {dst}: {fmt} holds at most {limit}x{limit} pixels, not "
+                       f"{header.width}x{header.height} (use .png)")
     start = time.perf_counter()
     decoded = codec.decode(loaded, data, max_pixels=max_pixels, device=device)
     seconds = time.perf_counter() - start
     im = to_pil(decoded.image.rgb, decoded.image.alpha, decoded.image.mode)
-    fmt = _output_format(dst, fmt)
     options = {"WEBP": {"lossless": True, "exact": True}, "JPEG": {"quality": 95}, "MPO": {"quality": 95},
                "PDF": {"quality": 95}, "ICO": {"sizes": [im.size]}}  # (PDF holds RGB and gray as JPEG)
-    if fmt == "ICO" and max(im.size) > 256:  # (Pillow says "All sizes too large for image")
-        raise CLIError(f"cannot write {dst}: ICO holds at most 256x256 pixels, not {im.width}x{im.height} "
-                       "(use .png)")
     # where a format cannot hold the mode: without alpha (JPEG; LA in BMP or PPM), gray as RGB(A) (QOI)
     errors = []
     for mode in [im.mode] + {"L": ["RGB"], "LA": ["L", "RGBA", "RGB"], "RGBA": ["RGB"]}.get(im.mode, []):
@@ -628,7 +658,7 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
         try:
             (im if mode == im.mode else im.convert(mode)).save(buf, format=fmt, **options.get(fmt, {}))
             break
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, ArithmeticError, struct.error) as exc:  # (a size no field holds)
             errors.append(exc)
     else:  # the image's own mode's error
         raise CLIError(f"cannot write {dst}: {_one_line(errors[0])}")
@@ -641,6 +671,13 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
     line = (f"{src} -> {dst}: {h.width}x{h.height} {h.mode}, {8 * len(data) / (h.width * h.height):.4f} bpp, "
             f"{seconds:.2f} s")
     return line, changes, len(data), len(out), h.width * h.height
+
+
+# the largest side each format holds (ICO: Pillow says "All sizes too large for image"; GIF, TGA, PCX and SGI store
+# 16-bit sizes, and Pillow's writers fail with a traceback's OverflowError; libjpeg, also in PDF without alpha,
+# refuses more than 65500, libwebp more than 16383, after the whole decode)
+_MAX_SIDE = {"ICO": 256, "WEBP": 16383, "JPEG": 65500, "MPO": 65500, "PDF": 65500, "GIF": 65535, "TGA": 65535,
+             "PCX": 65535, "SGI": 65535}
 
 
 def _writable_format(suffix: str) -> str | None:
@@ -837,7 +874,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
 
 
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input", type=click.Path(dir_okay=False, readable=False, allow_dash=True))  # unreadable: exit 1
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image (the estimates decode every latent).")
