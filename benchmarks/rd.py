@@ -194,6 +194,10 @@ def rate_gap(anchor: list[dict], point: dict) -> float:
     return float((point["bpp"] / math.exp(PchipInterpolator(xs, ys)(point["psnr"])) - 1) * 100)
 
 
+def _percent(value: float) -> str:
+    return f"{value:+.1f} %" if math.isfinite(value) else "n/a"
+
+
 def compressai_json(name: str, description: str, points: list[dict]) -> dict:
     pts = sorted(points, key=lambda p: p["bpp"])
     return {"name": name, "description": description,
@@ -451,7 +455,7 @@ def write_report(out: Path, loaded, images, source: str, grid, diagonal, hull, c
     lines += ["| curve | " + " | ".join(f"vs {a}" for a in anchors) + " |", "|---" * (len(anchors) + 1) + "|"]
     for name, row in bd.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[a]:+.1f}" for a in anchors) + " |")
-    if bd_per_image:
+    if bd_per_image and any(bd_per_image.values()):  # (empty where no anchor codec was measured)
         classical = list(next(iter(bd_per_image.values())))
         lines += ["", "BD-rate per image, then the mean over images (the other common convention; the table above is "
                       "of the mean curves, as CompressAI reports), with the range over images:", "",
@@ -472,7 +476,7 @@ def write_report(out: Path, loaded, images, source: str, grid, diagonal, hull, c
         for p in pts:
             lines.append(f"| {name} | {p['beta2']:g} | {p['beta1']:g} | {p['bpp']:.4f} | {p['bpp_z2']:.4f} | "
                          f"{p['bpp_z1']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} |"
-                         + (f" {rate_gap(webp, p):+.1f} % |" if gap else ""))
+                         + (f" {_percent(rate_gap(webp, p))} |" if gap else ""))
     if gap:
         lines += ["", "bits vs WebP: the point's bits against WebP's mean curve at the same PSNR (negative = fewer): "
                       "the BD-rate is an average of such gaps over the PSNR range both curves share."]

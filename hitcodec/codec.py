@@ -51,7 +51,8 @@ if hasattr(os, "register_at_fork"):
 def _one_at_a_time(fn):
     """Run ``fn`` under the lock above, and as under torch's defaults whatever the calling application set: no
     autocast (it would run the transforms, and version 1's float32 priors, in 16 bits: other bytes, or a file that
-    does not decode), and new tensors on the CPU (``torch.set_default_device``). Both settings are per thread."""
+    does not decode), and new tensors on the CPU (``torch.set_default_device``). The autocast switch is per thread;
+    the device one, under the lock, as good as."""
     @functools.wraps(fn)
     def locked(*args, **kwargs):
         with _ONE_AT_A_TIME, torch.device("cpu"), torch.autocast("cpu", enabled=False), \

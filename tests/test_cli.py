@@ -247,6 +247,11 @@ def test_the_same_file_twice_is_coded_once_with_a_warning(png, tiny_path, tmp_pa
     r = run("compress", png, png.parent / "." / png.name, png, "--model", tiny_path)  # was "1 of 3 files failed"
     assert r.exit_code == 0, r.output
     assert r.stderr.count("the same file as") == 2 and r.stdout.count("photo.hit") == 1
+    (tmp_path / "link.png").symlink_to(png)  # a link is an input of its own: its output is link.hit
+    r = run("compress", png, tmp_path / "link.png", tmp_path / "gone.png", tmp_path / "gone.png", "--force",
+            "--model", tiny_path)
+    assert (tmp_path / "link.hit").read_bytes() == (tmp_path / "photo.hit").read_bytes()
+    assert r.stderr.count("no such file") == 2 and "the same file" not in r.stderr, r.stderr
 
 
 def test_names_with_control_characters_keep_each_message_one_line(photo, tiny_path, tmp_path):

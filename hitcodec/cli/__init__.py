@@ -128,7 +128,8 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, CLIError):
         return _printable(str(exc))
     text = str(exc) or type(exc).__name__
-    name = _printable(os.fsdecode(exc.filename)) if isinstance(exc, OSError) and exc.filename else None
+    name = exc.filename if isinstance(exc, OSError) and isinstance(exc.filename, (str, bytes)) else None
+    name = _printable(os.fsdecode(name)) if name else None
     if isinstance(exc, FileNotFoundError) and name:
         return f"no such file: {name}"
     if isinstance(exc, PermissionError) and name:
@@ -399,7 +400,7 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     from tqdm import tqdm
 
     for problem in problems:
-        click.echo(f"hitcodec: error: {problem}", err=True)
+        click.echo(f"hitcodec: error: {_printable(problem)}", err=True)
     failed = len(problems)
     many = len(inputs) + len(problems) > 1
     to_stderr = "-" in outputs  # stdout carries data: every status line goes to stderr
@@ -408,15 +409,15 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
     todo = []
     first_with = {}  # real path of an output -> the input that writes it
     sources = {os.path.realpath(src): src for src in inputs if src != "-"}
-    given = {}  # real path of an input -> the name it was first given as
+    given = {}  # real paths of an input and its output -> the name the input was first given as
     for src, dst in zip(inputs, outputs):
-        real = os.path.realpath(src) if src != "-" else None
-        if real in given:  # x.png x.png, x.png ./x.png: the same file, coded once
-            click.echo(f"hitcodec: warning: {_printable(src)}: the same file as {_printable(given[real])}, coded "
+        same = (os.path.realpath(src), os.path.realpath(dst)) if src != "-" and os.path.lexists(src) else None
+        if same in given:  # x.png x.png, x.png ./x.png (not a link to x.png: its output is another file)
+            click.echo(f"hitcodec: warning: {_printable(src)}: the same file as {_printable(given[same])}, coded "
                        "once", err=True)
             continue
-        if real is not None:
-            given[real] = src
+        if same is not None:
+            given[same] = src
         try:
             if src != "-" and not os.path.lexists(src):  # said so, not as a clash with its output of the same name
                 raise CLIError("no such file" if many else f"no such file: {src}")
@@ -677,7 +678,7 @@ def decompress_one(src: str, dst: str, *, force: bool, max_pixels: int, model_pa
 # 16-bit sizes, and Pillow's writers fail with a traceback's OverflowError; libjpeg, also in PDF without alpha,
 # refuses more than 65500, libwebp more than 16383, after the whole decode)
 _MAX_SIDE = {"ICO": 256, "WEBP": 16383, "JPEG": 65500, "MPO": 65500, "PDF": 65500, "GIF": 65535, "TGA": 65535,
-             "PCX": 65535, "SGI": 65535}
+             "PCX": 65534, "SGI": 65535}  # (PCX pads a row to an even number of bytes: 65535 wide overflows too)
 
 
 def _writable_format(suffix: str) -> str | None:
@@ -907,7 +908,7 @@ def info(input, as_json, max_pixels, model_path):
     if as_json:
         click.echo(json.dumps(json_safe(report), indent=2))
         return
-    click.echo(f"{input}: hitcodec v{header.version}, {header.width}x{header.height} {header.mode}, "
+    click.echo(f"{_printable(input)}: hitcodec v{header.version}, {header.width}x{header.height} {header.mode}, "
                f"{len(data)} bytes, {report['bpp']:.4f} bpp")
     click.echo(f"  model {header.model_id_hex}, beta2 {header.beta2:g}, beta1 {header.beta1:g}, "
                f"header {report['header_bytes']} bytes")
