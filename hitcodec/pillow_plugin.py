@@ -19,21 +19,27 @@ def _accept(prefix: bytes) -> bool:
     return prefix[:4] == bitstream.MAGIC
 
 
+# Pillow's own check of the declared size (Image.MAX_IMAGE_PIXELS: DecompressionBombWarning, then Error) applies
+# after _open, as for its formats, in place of hitcodec's default max_pixels
+_ANY_SIZE = 1 << 64
+
+
 class HitImageFile(ImageFile.ImageFile):
     format = "HIT"
     format_description = "hitcodec learned lossy image"
+    _hit_data: bytes | None = None  # the file until it is decoded (not there in an unpickled or copied image)
 
     def _open(self) -> None:
         data = self.fp.read()
         try:
-            header, _ = bitstream.unpack(data)  # checks the CRC of the whole file
+            header, _ = bitstream.unpack(data, max_pixels=_ANY_SIZE)  # checks the CRC of the whole file
         except bitstream.BitstreamError as exc:
             raise OSError(str(exc)) from exc
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.info["beta2"], self.info["beta1"] = header.beta2, header.beta1
         self.info["model_id"] = header.model_id_hex
-        self._hit_data: bytes | None = data
+        self._hit_data = data
         self.tile = []
 
     def load(self):
@@ -41,15 +47,21 @@ class HitImageFile(ImageFile.ImageFile):
             from hitcodec.api import decompress
 
             try:
-                decoded = decompress(self._hit_data)
+                decoded = decompress(self._hit_data, max_pixels=_ANY_SIZE)
             except ValueError as exc:  # a corrupt payload, another model's file
                 raise OSError(f"cannot decode hitcodec image: {exc}") from exc
             self.im = decoded.im
+            self.readonly = 0  # (as ImageFile.load leaves an image it did not map)
             self._hit_data = None
-            if self._exclusive_fp and getattr(self, "_close_exclusive_fp_after_loading", True):
-                self.fp.close()  # as ImageFile.load does: all bytes were read in _open
+            if self._exclusive_fp and self.fp is not None and getattr(self, "_close_exclusive_fp_after_loading",
+                                                                      True):
+                self.fp.close()  # as ImageFile.load does: all bytes were read in _open (verify() closed it)
             self.fp = None
         return Image.Image.load(self)
+
+    def close(self) -> None:
+        self._hit_data = None  # not decoded once closed: Pillow's "Operation on closed image", as for its formats
+        super().close()
 
 
 def _number(value, name: str) -> float:

@@ -109,3 +109,53 @@ def test_save_to_a_target_size_through_pillow(tmp_path, photo, tiny_path):
         with pytest.raises(ValueError, match="finite positive"):
             im.save(tmp_path / "bad.hit", target_bpp=bad, model=str(tiny_path))
     assert not (tmp_path / "bad.hit").exists()
+
+
+@pytest.fixture(scope="module")
+def shipped_hit(photo) -> bytes:
+    return hitcodec.compress(Image.fromarray(photo[:32, :48]))
+
+
+def test_a_pickled_or_copied_image_keeps_its_pixels(shipped_hit):
+    import copy
+    import pickle
+
+    expected = np.asarray(Image.open(io.BytesIO(shipped_hit)))
+    for make in (lambda im: pickle.loads(pickle.dumps(im)), copy.deepcopy, copy.copy):
+        again = make(Image.open(io.BytesIO(shipped_hit)))  # was AttributeError: no attribute '_hit_data'
+        assert np.array_equal(np.asarray(again), expected)
+    loaded = Image.open(io.BytesIO(shipped_hit))
+    loaded.load()
+    assert loaded.readonly == 0 and np.array_equal(np.asarray(pickle.loads(pickle.dumps(loaded))), expected)
+
+
+def test_closed_verified_and_with_block_images_as_pillow_has_them(tmp_path, shipped_hit):
+    path = tmp_path / "a.hit"
+    path.write_bytes(shipped_hit)
+    expected = np.asarray(Image.open(path))
+    im = Image.open(path)
+    im.close()
+    with pytest.raises(ValueError, match="Operation on closed image"):  # was an AttributeError, after a decode
+        im.load()
+    im = Image.open(path)
+    im.verify()
+    assert np.array_equal(np.asarray(im), expected)  # (the bytes are in memory: PNG raises here)
+    with Image.open(path) as im:
+        pass
+    assert np.array_equal(np.asarray(im), expected)
+
+
+def test_pillows_decompression_bomb_check_applies(shipped_hit, monkeypatch):
+    import dataclasses
+
+    from hitcodec import bitstream
+
+    header, parts = bitstream.unpack(shipped_hit)
+    huge = bitstream.pack(dataclasses.replace(header, width=17000, height=17000), parts)  # above 2^28 pixels
+    with pytest.raises(Image.DecompressionBombError):  # was OSError from hitcodec's own limit
+        Image.open(io.BytesIO(huge))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert Image.open(io.BytesIO(huge)).size == (17000, 17000)  # (not decoded: that would take minutes)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(shipped_hit))
