@@ -88,7 +88,7 @@ def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -
             raise TypeError(f"{name} must be a number, not {type(beta).__name__}")
         try:
             value = float(beta)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # (10**400)
             value = float("nan")
         if not math.isfinite(value) or not lo <= value <= hi:
             raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {beta!r}")

@@ -1,5 +1,6 @@
 """Pillow plugin: after ``import hitcodec``, ``Image.open("x.hit")`` decodes and ``im.save("x.hit", beta2=...,
-beta1=...)`` encodes, like Pillow's built-in formats. Save options: beta2, beta1 (default 1), verify, model.
+beta1=...)`` encodes, like Pillow's built-in formats. Save options: beta2, beta1 (default 1), the targets, verify,
+model, device, refine_steps.
 
 As with Pillow's own formats, a corrupt file raises OSError (from ``Image.open`` or ``load``) and a bad save
 option ValueError; a .hit file holds one image, so ``save_all`` codes the current frame with a warning."""
@@ -71,7 +72,7 @@ def _number(value, name: str) -> float:
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (10**400)
         number = math.nan
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
@@ -80,8 +81,8 @@ def _number(value, name: str) -> float:
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
-    beta2/beta1, or target_rates = (bpp of z2, bpp of z1) as the CLI's --target-rates; model, device and verify as
-    in `hitcodec.compress`."""
+    beta2/beta1, or target_rates = (bpp of z2, bpp of z1) as the CLI's --target-rates; model, device, verify and
+    refine_steps as in `hitcodec.compress`."""
     import numpy as np
 
     from hitcodec import codec, targets
@@ -97,7 +98,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     if sum(t is not None for t in (size, bpp, rates)) > 1:
         raise ValueError("give one of target_size, target_bpp and target_rates")
     if rates is not None:
-        if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__"):
+        if isinstance(rates, (str, bytes)) or not hasattr(rates, "__getitem__") or not hasattr(rates, "__len__"):
+            # (a set has a length, but no order)
             raise TypeError(f"target_rates must be two numbers (bpp of z2, bpp of z1), not {type(rates).__name__}")
         if len(rates) != 2:
             raise ValueError(f"target_rates must be two numbers (bpp of z2, bpp of z1), got {rates!r}")
@@ -110,6 +112,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             raise ValueError(f"target_size must be a whole number of bytes, got {opts['target_size']!r}")
     if bpp is not None:
         size = targets.bytes_for_bpp(_number(bpp, "target_bpp"), im.width * im.height)
+    refine_steps = codec.check_whole("refine_steps", opts.get("refine_steps", 0), 0)
+    if refine_steps and (size is not None or rates is not None):  # as --refine with the --target-* options
+        raise ValueError("refine_steps does not combine with target_size, target_bpp or target_rates")
     image = to_codec_image(im)
     if size is not None or rates is not None:
         result = (targets.compress_to_size(loaded, image, int(size), ratio=beta2 / beta1, device=device)
@@ -120,7 +125,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         if verify:
             verify_coded(loaded, coded, device=device)
     else:
-        coded = compress_image(image, beta2, beta1, model=loaded, verify=verify, device=device)
+        coded = compress_image(image, beta2, beta1, model=loaded, verify=verify, device=device,
+                               refine_steps=refine_steps)
     fp.write(coded.data)
 
 

@@ -123,10 +123,19 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
     versus = f"{off:+.1%} of the target {target_bytes} bytes" if target_bytes < MAX_TARGET_BYTES else \
         "the target: 2^53 or more"
     msg = f"{len(coded.data)} bytes ({versus}) at beta2 {beta2:.4g}, beta1 {beta1:.4g} after {n} encodes"
-    if not reached and u in (lo, hi):
-        msg += (f"; the target is out of reach: this is the {'largest' if off < 0 else 'smallest'} file the model "
-                f"makes at this beta2/beta1 ratio")
-    elif not reached:
+    sizes = {len(c.data) for c in cache.values()}
+    below, above = [b for b in sizes if b < target_bytes], [b for b in sizes if b > target_bytes]
+    if reached:
+        pass
+    elif not below and hi in cache:  # every encode too large, the smallest betas' end included
+        msg += (f"; the target is out of reach: the smallest file the model made at this beta2/beta1 ratio is "
+                f"{min(above)} bytes")
+    elif not above and lo in cache:
+        msg += (f"; the target is out of reach: the largest file the model made at this beta2/beta1 ratio is "
+                f"{max(below)} bytes")
+    elif below and above:  # (the sizes of a small image step by whole 4-byte words)
+        msg += f"; no size within {tolerance:.0%}: the nearest were {max(below)} and {min(above)} bytes"
+    else:
         msg += "; no closer size found within the encode budget"
     return TargetResult(coded, reached, n, msg)
 
@@ -162,10 +171,11 @@ def compress_to_layer_rates(loaded, image, target_bpp_z2: float, target_bpp_z1: 
     logs, errs, coded = min(history, key=lambda h: max(abs(e) for e in h[1]))
     reached = all(abs(e) <= math.log1p(tolerance) for e in errs)
     parts = []
-    for name, layer, target, e in zip(("z2", "z1"), coded.layers, targets, errs):
+    for i, (name, layer, target, e) in enumerate(zip(("z2", "z1"), coded.layers, targets, errs)):
         ok = abs(e) <= math.log1p(tolerance)
-        parts.append(f"{name} {8 * layer.payload_bytes / pixels:.4f} bpp (target {target:g}"
-                     f"{'' if ok else ', out of reach'})")
+        met_alone = any(abs(h[1][i]) <= math.log1p(tolerance) for h in history)  # at betas where the other was off
+        why = "" if ok else ", not reached together with the other layer" if met_alone else ", out of reach"
+        parts.append(f"{name} {8 * layer.payload_bytes / pixels:.4f} bpp (target {target:g}{why})")
     msg = (", ".join(parts) + f" at beta2 {coded.header.beta2:.4g}, beta1 {coded.header.beta1:.4g} "
            f"after {len(history)} encodes")
     return TargetResult(coded, reached, len(history), msg)

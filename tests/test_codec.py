@@ -57,7 +57,7 @@ def test_model_id_depends_on_weights_not_order(tiny):
     assert model_id(model) != tiny.model_id
 
 
-@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf"), 0.099, 10.01])
+@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf"), 0.099, 10.01, 10**400])
 def test_betas_outside_the_square_are_refused(tiny, beta):
     with pytest.raises(ValueError, match="beta"):
         codec.encode(tiny, _image(8, 8), beta, 1.0)

@@ -48,7 +48,9 @@ def test_a_payload_that_does_not_decode_raises_oserror_on_load(tmp_path, photo, 
     ({"target_bpp": 0.5, "beta1": 0}, "beta1 must be"), ({"target_size": float("inf")}, "target_size must be"),
     ({"target_size": 10.5}, "whole number"), ({"target_bpp": 0.5, "beta2": 1000, "beta1": 1000}, "beta2 must be"),
     ({"target_bpp": 0.5, "target_size": 100}, "give one of"), ({"target_rates": (0.1, 0.2, 0.3)}, "two numbers"),
-    ({"target_rates": (0.1, -1)}, "target_rates must be"),
+    ({"target_rates": (0.1, -1)}, "target_rates must be"), ({"target_size": 10**400}, "target_size must be"),
+    ({"target_rates": (10**400, 0.1)}, "target_rates must be"), ({"beta2": 10**400}, "beta2 must be"),
+    ({"refine_steps": 2, "target_bpp": 0.5}, "does not combine"),
     ({"target_rates": (0.01, 0.2), "beta1": 2}, "leave them out")])
 def test_bad_save_options_are_a_clear_value_error(tmp_path, photo, tiny_path, options, message):
     with pytest.raises(ValueError, match=message):
@@ -60,6 +62,7 @@ def test_bad_save_options_are_a_clear_value_error(tmp_path, photo, tiny_path, op
     ({"beta2": None}, "beta2 must be a number, not NoneType"), ({"beta1": "2"}, "beta1 must be a number, not str"),
     ({"beta2": True}, "beta2 must be a number, not bool"), ({"target_size": "100"}, "target_size must be a number"),
     ({"target_rates": 0.5}, "two numbers"), ({"target_rates": "0.1,0.2"}, "two numbers"),
+    ({"target_rates": {0.1, 0.2}}, "two numbers"), ({"refine_steps": 1.5}, "refine_steps must be a whole number"),
     ({"target_rates": (0.1, "x")}, "target_rates must be a number"),
     ({"verify": "no"}, "verify must be True or False, not str"), ({"device": 3}, "device must be a str")])
 def test_save_options_of_the_wrong_type_are_a_type_error(tmp_path, photo, tiny_path, options, message):
@@ -159,3 +162,10 @@ def test_pillows_decompression_bomb_check_applies(shipped_hit, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(Image.DecompressionBombError):
         Image.open(io.BytesIO(shipped_hit))
+
+
+def test_refine_steps_pass_through_pillow(tmp_path, photo, tiny_path):
+    image = Image.fromarray(photo[:16, :16])
+    image.save(tmp_path / "r.hit", beta2=0.5, beta1=0.5, refine_steps=2, model=str(tiny_path))  # was ignored
+    expected = hitcodec.compress(image, 0.5, 0.5, model=str(tiny_path), refine_steps=2)
+    assert (tmp_path / "r.hit").read_bytes() == expected

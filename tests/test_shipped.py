@@ -111,10 +111,10 @@ def test_an_unreachable_target_gives_the_closest_file_and_says_why(shipped, samp
     crop = CodecImage(sample.rgb[:128, :128].copy(), None, "RGB")
     small = compress_to_size(shipped, crop, 10)
     assert not small.reached and small.coded.header.beta1 == pytest.approx(10)  # the square's edge: the fewest bits
-    assert "smallest file the model makes" in small.message
+    assert "smallest file the model made at this beta2/beta1 ratio is" in small.message
     large = compress_to_size(shipped, crop, 10**6)
     assert not large.reached and large.coded.header.beta1 == pytest.approx(0.1)
-    assert "largest file the model makes" in large.message
+    assert "largest file the model made at this beta2/beta1 ratio is" in large.message
 
 
 def test_cli_target_bpp(tmp_path):
