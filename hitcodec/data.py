@@ -86,11 +86,21 @@ def read_rcc(data: bytes) -> dict[str, bytes]:
 
 
 def _apt_unpack(package: str, work: Path) -> Path:
-    """``apt-get download`` one package into ``work`` and unpack it; returns the unpacked root."""
-    subprocess.run(["apt-get", "download", package], cwd=work, check=True, capture_output=True)
-    deb = next(work.glob(f"{package}_*.deb"))
+    """``apt-get download`` one package into ``work`` and unpack it; returns the unpacked root. RuntimeError, with
+    apt's or dpkg's own last line, where either fails."""
     root = work / package
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for command in (["apt-get", "download", package], ["dpkg-deb", "-x", None, str(root)]):
+        if command[0] == "dpkg-deb":
+            command[2] = str(next(work.glob(f"{package}_*.deb")))
+        try:
+            subprocess.run(command, cwd=work, check=True, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise RuntimeError(f"{command[0]} not found: fetching the training photos needs a Debian-based "
+                               "system") from None
+        except subprocess.CalledProcessError as exc:
+            said = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise RuntimeError(f"{' '.join(command[:2])} {package} failed" + (f": {said[-1]}" if said else
+                                                                               f" (exit status {exc.returncode})"))
     return root
 
 
@@ -108,7 +118,6 @@ def _save_photo(im: Image.Image, out: Path, downsample_from: int) -> None:
 
 def fetch_training_photos(out_dir: Path, downsample_from: int = 1024) -> int:
     """Fetch and prepare the offline training photos into ``out_dir``; returns how many were written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     seen: set[bytes] = set()
     count = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +126,7 @@ def fetch_training_photos(out_dir: Path, downsample_from: int = 1024) -> int:
             raise RuntimeError("apt-get not found: fetching the training photos needs a Debian-based system")
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
         gcompris = _apt_unpack(GCOMPRIS_PACKAGE, work)
+        out_dir.mkdir(parents=True, exist_ok=True)  # (not before: a failed download leaves no empty folder)
         for rcc in sorted((gcompris / "usr/share/gcompris-qt/rcc").glob("*.rcc")):
             for path, blob in read_rcc(rcc.read_bytes()).items():
                 if not any(fnmatch.fnmatch(path, p) for p in GCOMPRIS_PATTERNS):

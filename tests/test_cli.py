@@ -768,3 +768,17 @@ def test_compress_to_an_image_name_warns(tmp_path, png, tiny_path):
     assert (tmp_path / "out.jpg").read_bytes()[:4] == b"HITC"
     r = run("compress", png, "-o", tmp_path / "out.hit", "--model", tiny_path)
     assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_fetch_data_reports_a_failing_apt_in_one_line(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "apt-get"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = update ] && exit 0\necho 'E: Unable to locate package gcompris-qt-data' >&2"
+                    "\nexit 100\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    r = run("fetch-data", tmp_path / "photos")  # was a CalledProcessError traceback, apt's words thrown away
+    assert r.exit_code == 1 and r.stderr == ("hitcodec: error: apt-get download gcompris-qt-data failed: E: Unable to "
+                                             "locate package gcompris-qt-data\n"), r.output
+    assert not (tmp_path / "photos").exists()
