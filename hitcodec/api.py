@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from hitcodec import bitstream, codec
-from hitcodec.image import CodecImage, from_pil, read_image, to_pil
+from hitcodec.image import DEFAULT_MAX_PIXELS, CodecImage, from_pil, read_image, to_pil
 from hitcodec.weights import LoadedModel, load_model
 
 ModelArg = Union[LoadedModel, str, Path, None]
@@ -33,7 +33,7 @@ def resolve_model(model: ModelArg) -> LoadedModel:
     return load_model(str(model) if model is not None else None)
 
 
-def to_codec_image(image: ImageArg) -> CodecImage:
+def to_codec_image(image: ImageArg, max_pixels: int = DEFAULT_MAX_PIXELS) -> CodecImage:
     if isinstance(image, CodecImage):
         return image
     if isinstance(image, Image.Image):
@@ -45,20 +45,22 @@ def to_codec_image(image: ImageArg) -> CodecImage:
     if isinstance(image, (bytearray, memoryview)):
         image = bytes(image)
     if not isinstance(image, (str, os.PathLike, bytes)) and not hasattr(image, "read"):
-        raise TypeError(f"cannot compress a {type(image).__name__}: give a Pillow image, a uint8 array, a path, "
-                        "a binary file or the bytes of an image file")
+        raise TypeError(f"cannot compress an object of type {type(image).__name__}: give a Pillow image, a uint8 "
+                        "array, a path, a binary file or the bytes of an image file")
     if isinstance(image, io.TextIOBase):  # Pillow would read text from it, and call the image corrupt
         raise TypeError("cannot compress a file opened as text: open it in binary mode ('rb')")
-    return read_image(image)
+    return read_image(image, codec.check_whole("max_pixels", max_pixels, 1))
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
                    verify: bool = False, device: str = "cpu", refine_steps: int = 0,
-                   _stacklevel: int = 2) -> codec.Coded:
+                   max_pixels: int = DEFAULT_MAX_PIXELS, _stacklevel: int = 2) -> codec.Coded:
     """Like `compress`, but returns the bytes with per-layer statistics and the coded latents."""
+    if not isinstance(verify, (bool, np.bool_)):  # verify="no" would count as true
+        raise TypeError(f"verify must be True or False, not {type(verify).__name__}")
     loaded = resolve_model(model)
     read = not isinstance(image, CodecImage)
-    image = to_codec_image(image)
+    image = to_codec_image(image, max_pixels)
     if read and image.frames_warning():  # read here from a file: warned of at the caller's line
         warnings.warn(image.frames_warning(), stacklevel=_stacklevel)
     coded = codec.encode(loaded, image, beta2, beta1, device=device, refine_steps=refine_steps)
@@ -77,17 +79,19 @@ def verify_coded(loaded: LoadedModel, coded: codec.Coded, device: str = "cpu") -
 
 
 def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,
-             verify: bool = False, device: str = "cpu", refine_steps: int = 0) -> bytes:
+             verify: bool = False, device: str = "cpu", refine_steps: int = 0,
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """Compress an image (Pillow image, uint8 array, path, file or bytes) to .hit bytes.
 
     beta2 and beta1, in the model's range ([0.1, 10] for the shipped model), weigh the rates of z2 and of z1
     against distortion: larger means fewer bits in that layer. beta2 == beta1 is the conventional beta-VAE; about
     0.3 bpp at 1, 1 with the shipped model. ``refine_steps`` > 0 refines z1 for this image by that many gradient
     steps on the objective: a better rate/distortion trade-off at the same betas, for a much slower encode
-    (README, `--refine`).
+    (README, `--refine`). Image files of more than ``max_pixels`` pixels are refused before their pixels are
+    decoded (as `decompress`; Pillow images and arrays are taken as they are).
     """
     return compress_image(image, beta2, beta1, model=model, verify=verify, device=device,
-                          refine_steps=refine_steps, _stacklevel=3).data
+                          refine_steps=refine_steps, max_pixels=max_pixels, _stacklevel=3).data
 
 
 def hit_bytes(data: DataArg) -> bytes:
@@ -100,8 +104,8 @@ def hit_bytes(data: DataArg) -> bytes:
         data = data.read()
     if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):  # not bytes(int): that many zero bytes
         return bytes(memoryview(data))
-    raise TypeError(f"cannot decompress a {type(data).__name__}: give the bytes of a .hit file, a path or a "
-                    "binary file")
+    raise TypeError(f"cannot decompress an object of type {type(data).__name__}: give the bytes of a .hit file, a "
+                    "path or a binary file")
 
 
 def decompress(data: DataArg, *, model: ModelArg = None, device: str = "cpu",

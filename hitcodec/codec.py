@@ -18,6 +18,7 @@ import os
 import threading
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -27,7 +28,7 @@ from hitcodec import bitstream, coding, refine
 from hitcodec.bitstream import BitstreamError, Header
 from hitcodec.image import CodecImage
 from hitcodec.models.ghvae import BETA_MAX, BETA_MIN, GHVAE, STRIDE, GHVAEConfig, log_beta_input, pad_to_stride
-from hitcodec.weights import LoadedModel, resolve_device
+from hitcodec.weights import DEFAULT_WEIGHTS, LoadedModel, resolve_device
 
 LAYERS = ("z2", "z1")  # coding order: top layer first
 # oneDNN off for the priors (walk_layers); None leaves the TF32 settings that newer torch versions also take alone
@@ -284,8 +285,10 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
     device = resolve_device(device)
     header, parts = bitstream.unpack(data, max_pixels=max_pixels)
     if header.model_id != loaded.model_id:
+        which = ("the shipped model" if Path(loaded.path) == DEFAULT_WEIGHTS else loaded.path)
         raise ModelMismatchError(f"file was made by model {header.model_id_hex}, but the loaded model is "
-                                 f"{loaded.model_id_hex} ({loaded.path})")
+                                 f"{loaded.model_id_hex} ({which}): give the model file that made it (--model, "
+                                 "model= in Python)")
     has_alpha = header.mode in ("LA", "RGBA")
     if len(parts) != len(LAYERS) + has_alpha:
         raise BitstreamError(f"hitcodec file has {len(parts)} payload{'s' * (len(parts) != 1)}, expected "
@@ -296,14 +299,20 @@ def decode(loaded: LoadedModel, data: bytes, max_pixels: int = bitstream.DEFAULT
         raise BitstreamError(f"corrupt hitcodec header: {exc}") from exc
     alpha = _decode_alpha(parts[-1], header.height, header.width) if has_alpha else None  # cheap, so first
     payloads = dict(zip(LAYERS, parts))
-    for payload in payloads.values():  # checks of the bytes alone, before the priors of the whole declared size
-        coding.payload_words(payload)
+    for name, payload in payloads.items():  # checks of the bytes alone, before the priors of the declared size
+        try:
+            coding.payload_words(payload)
+        except coding.CodingError as exc:
+            raise coding.CodingError(f"corrupt hitcodec file: {name} {exc}") from None
     stats: dict[str, LayerStats] = {}
     symbols: dict[str, np.ndarray] = {}
 
     def take(name: str, mean: torch.Tensor, scale: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
         idx = coding.scale_index(scale.numpy())
-        sym = coding.decode_symbols(payloads[name], idx)
+        try:
+            sym = coding.decode_symbols(payloads[name], idx)
+        except coding.CodingError as exc:
+            raise coding.CodingError(f"corrupt hitcodec file: {name} {exc}") from None
         stats[name] = LayerStats(name, sym.size, len(payloads[name]), coding.information_bits(sym, idx))
         symbols[name] = sym
         return torch.from_numpy(sym).to(mean.dtype).view(mean.shape)

@@ -184,7 +184,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
         with im:
             if im.width * im.height > max_pixels:
                 raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} pixels "
-                                 "(a decompression bomb?); raise the limit with --max-pixels")
+                                 "(a decompression bomb?); raise the limit with --max-pixels (max_pixels= in Python)")
             frames = _frames(im)  # counted before load(): it seeks, and then back to frame 0
             gray_alpha, transparent = _gray_alpha_16(im), _rgb16_transparency(im)  # before load(), which empties
             im.load()  # im.tile
@@ -200,8 +200,9 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
                  else isinstance(source, (str, Path)) and not Path(source).stat().st_size)
         raise ImageError("cannot read image: " + ("the file is empty" if empty else
                                                   "not a format that Pillow can read")) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read image (truncated or corrupt?): {exc}") from exc
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error) as exc:
+        # (Pillow's readers of damaged files raise any of these, e.g. n_frames of a cut multi-page TIFF or GIF)
+        raise ImageError(f"cannot read image (truncated or corrupt?): {exc or type(exc).__name__}") from exc
 
 
 def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:

@@ -18,7 +18,7 @@ from hitcodec.models.ghvae import GHVAE, GHVAEConfig
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "ghvae-default.pt"
 # what torch.load(weights_only=True) raises for a file that is not a torch file or holds other objects
 LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, AttributeError, IndexError, struct.error,
-               pickle.UnpicklingError)
+               pickle.UnpicklingError, OSError)  # OSError: "[Errno 22] Invalid argument" for a cut-short zip
 
 
 def _reason(exc: BaseException, limit: int = 100) -> str:
@@ -42,8 +42,8 @@ def _load_reason(exc: BaseException, path: str | Path) -> str:
     if isinstance(exc, RuntimeError) and any(m in text for m in ("PytorchStreamReader", "inline_container",
                                                                   "hasRecord")):
         return "a damaged PyTorch file, or a zip file of another kind"
-    if isinstance(exc, (pickle.UnpicklingError, KeyError, EOFError, struct.error, IndexError)):
-        return "not a PyTorch file, or a damaged one"
+    if isinstance(exc, (pickle.UnpicklingError, KeyError, EOFError, struct.error, IndexError, OSError)):
+        return "not a PyTorch file, or a damaged or cut-short one"
     return _reason(exc)
 
 
@@ -53,6 +53,8 @@ def load_state(path: str | Path, what: str = "model file", map_location: str = "
         with warnings.catch_warnings():  # a damaged file may declare any pickle protocol: the error below says it
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):  # said as they are, naming the file
+        raise
     except LOAD_ERRORS as exc:
         raise ValueError(f"{path} is not a hitcodec {what} ({_load_reason(exc, path)})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:

@@ -80,3 +80,29 @@ def test_decompress_refuses_files_above_its_pixel_limit(tiny, image):
         api.decompress(data, model=tiny, max_pixels=0)
     with pytest.raises(TypeError, match="max_pixels must be a whole number"):
         api.decompress(data, model=tiny, max_pixels=600.0)
+
+
+def test_api_checks_verify_and_max_pixels(tiny, image, tmp_path):
+    with pytest.raises(TypeError, match="verify must be True or False, not str"):  # "no" counted as true
+        api.compress(image, model=tiny, verify="no")
+    path = tmp_path / "x.png"
+    image.save(path)
+    with pytest.raises(ValueError, match=r"exceeds the limit of 100 pixels .*max_pixels= in Python"):
+        api.compress(path, model=tiny, max_pixels=100)
+    assert api.compress(path, model=tiny, max_pixels=image.width * image.height) == api.compress(image, model=tiny)
+
+
+def test_a_file_of_another_model_names_the_shipped_model_and_the_fix(tiny, image):
+    from hitcodec.codec import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match=r"\(the shipped model\): give the model file that made it \(--model"):
+        api.decompress(api.compress(image, model=tiny))  # named the package's weights path, and no way out
+
+
+def test_a_cut_short_model_file_is_named(tmp_path):
+    from hitcodec.weights import DEFAULT_WEIGHTS, load_model
+
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:5000])  # was "[Errno 22] Invalid argument", no file named
+    with pytest.raises(ValueError, match=f"{cut} is not a hitcodec model file .*cut-short"):
+        load_model(str(cut))

@@ -284,3 +284,18 @@ def test_big_and_little_endian_16_bit_gray_a_file_at_an_offset_and_a_folder(tmp_
     assert read_image(stream).rgb[0, 0].tolist() == [1, 2, 3]
     with pytest.raises(ImageError, match="is a folder"):
         read_image(tmp_path)
+
+
+def test_a_cut_multi_page_file_is_an_image_error(tmp_path):
+    # Pillow's n_frames of a cut multi-page TIFF or GIF raised TypeError or IndexError: a traceback in the CLI
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(3)]
+    for suffix in ("tif", "gif"):
+        whole = tmp_path / f"multi.{suffix}"
+        pages[0].save(whole, save_all=True, append_images=pages[1:])
+        data = whole.read_bytes()
+        for cut in range(64, len(data), max(1, len(data) // 97)):
+            try:
+                read_image(data[:cut])
+            except ImageError:
+                pass

@@ -70,6 +70,9 @@ def _quiet_pillow() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+    # other libraries' warnings (Pillow's "Truncated File Read", ...) as one line, not with their source line
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: \
+        f"hitcodec: warning: {_printable(' '.join(str(message).split()))}\n"
 
 
 class HitGroup(click.Group):
@@ -192,7 +195,8 @@ def _check_output(path: Path | str, force: bool) -> Path:
     target = Path(os.path.realpath(path))  # through a link: where the file is written
     if not target.parent.is_dir():
         what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise CLIError(f"cannot write {path}: {target.parent} {what}")
+        shown = target.parent if path.is_symlink() else path.parent  # the folder as the user named it
+        raise CLIError(f"cannot write {path}: {shown} {what}")
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write {path}: the folder {target.parent} is not writable")
     return path
@@ -502,7 +506,8 @@ def _model_path(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
-model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False), callback=_model_path,
+model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False, readable=False),
+                            callback=_model_path,
                             help="Model file (shipped-model file or training checkpoint); default: the shipped model.")
 
 
@@ -823,7 +828,7 @@ def _readable_suffixes() -> frozenset[str]:
 
 
 @main.command()
-@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False))
+@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, readable=False))
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
 @click.option("-o", "--output", default="compare.png", show_default=True, callback=_not_empty,
@@ -948,7 +953,7 @@ def _check_betas_mode(ctx, param, value):
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
-@click.option("--resume", type=click.Path(dir_okay=False),
+@click.option("--resume", type=click.Path(dir_okay=False, readable=False),
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
 @click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run (a resumed run has none unless given "
@@ -1059,7 +1064,7 @@ def fetch_data(out_dir):
 
 
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(dir_okay=False, readable=False))
 @click.argument("output", type=click.Path(dir_okay=False), callback=_not_empty)
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
 def export(checkpoint, output, force):
