@@ -92,7 +92,8 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, l
     if zlib.crc32(body, zlib.crc32(data[:head_size])) != crc:
         raise BitstreamError("hitcodec file is corrupt (CRC32 mismatch)")
     if width < 1 or height < 1 or width * height > max_pixels:
-        raise BitstreamError(f"image size {width}x{height} is outside the allowed range (max {max_pixels} pixels)")
+        raise BitstreamError(f"image size {width}x{height} is outside the allowed range (max {max_pixels} pixels; "
+                             "raise it with --max-pixels, max_pixels= in Python)")
     header = Header(model_id, beta2, beta1, width, height, MODES[mode], latents_crc, version)
     payloads, offset = [], 0
     for length in lengths:

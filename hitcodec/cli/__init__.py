@@ -526,7 +526,7 @@ def _device(ctx: click.Context, param: click.Parameter, value: str, resolved: bo
 device_option = click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
                              show_default=True, callback=_device,
                              help="Where the image-side networks run (auto: CUDA when available). Files decode "
-                                  "the same on every device.")
+                                  "to the same latents on every device (pixels may differ by 1 in a few places).")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="Print only warnings and errors: no line per file, no summary.")
 jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -769,8 +769,9 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
               help="Output image ('-' for stdout), or an existing folder for the outputs of any number of inputs; "
                    "default: each input with the suffix of --format.")
 @click.option("--format", "suffix", metavar="EXT",
-              help="Format of the outputs whose names hitcodec makes (in a folder, next to the inputs, stdout): "
-                   "png (default), webp, jpg, tiff, bmp, ... (any that Pillow writes).")
+              help="Format of the outputs whose names hitcodec makes (in a folder, next to the inputs, stdout) "
+                   "and of an -o name without a known suffix: png (default), webp, jpg, tiff, bmp, ... (any that "
+                   "Pillow writes).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=1 << 28, show_default=True,
               help="Refuse files that declare a larger image.")
@@ -780,7 +781,8 @@ def _what_the_format_changes(im, data: bytes, fmt: str) -> list[str]:
 @model_option
 def decompress(inputs, output, suffix, force, max_pixels, device, jobs, quiet, model_path):
     """Decompress .hit files (a folder for its .hit files) to PNG, or any format Pillow writes, by the output's
-    suffix or --format (WebP lossless, JPEG at quality 95; a warning says what a format loses)."""
+    suffix or --format (WebP lossless, JPEG at quality 95; a warning says what else a format loses: alpha, colours
+    beyond GIF's 256, ...)."""
     from hitcodec.api import resolve_model
 
     fmt = None
@@ -832,7 +834,7 @@ def _readable_suffixes() -> frozenset[str]:
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
 @click.option("-o", "--output", default="compare.png", show_default=True, callback=_not_empty,
-              help="Figure to write (PNG).")
+              help="Figure to write, in the format of its suffix (.png, .pdf, .svg, ...).")
 @click.option("--crop", type=click.IntRange(min=1), default=512, show_default=True,
               help="Compare a centre crop of at most this side.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing figure.")
@@ -955,7 +957,7 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
 @click.option("--resume", type=click.Path(dir_okay=False, readable=False),
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
-@click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes).")
+@click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes); default 1000000.")
 @click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run (a resumed run has none unless given "
               "again).")
 @click.option("--batch", type=click.IntRange(min=1), help="Crops per step (per process under torchrun); default 8.")
@@ -963,13 +965,13 @@ def _check_betas_mode(ctx, param, value):
                                                           "default 192.")
 @click.option("--lr", type=POSITIVE, help="Adam learning rate; default 2e-4.")
 @click.option("--lr-drop", type=FiniteFloat(min=0, max=1),
-              help="Fraction of the run after which the lr is divided by --lr-drop-factor (1 = never). A run "
-                   "resumed with its own --steps (interrupted) keeps its schedule, unless it or the resume has "
-                   "--minutes.")
+              help="Fraction of the run after which the lr is divided by --lr-drop-factor (1 = never; default "
+                   "0.75). A run resumed with its own --steps (interrupted) keeps its schedule, unless it or the "
+                   "resume has --minutes.")
 @click.option("--lr-drop-factor", type=FiniteFloat(min=1),
               help="The lr after the drop is this many times smaller (default 3).")
 @click.option("--z2-warmup", type=click.IntRange(min=0),
-              help="Steps over which the weight of R(z2) in the loss ramps up from 0.")
+              help="Steps over which the weight of R(z2) in the loss ramps up from 0; default 1500.")
 @click.option("--betas", callback=_check_betas_mode,
               help="mix (default for a new run): half square, half corner; square: GHVAE; diagonal: beta-VAE "
                    "baseline; z2-heavy: corner beta2 <= 0.5, beta1 >= 2; mix-diagonal: a third each from square, "
@@ -978,8 +980,10 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--eval-every", type=click.IntRange(min=1), help="Steps between dev evaluations and checkpoints; "
                                                                "default 500.")
 @click.option("--device", type=str, callback=lambda ctx, param, value: None if value is None else _device(
-              ctx, param, value, resolved=True), help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK per process)")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32.")
+              ctx, param, value, resolved=True),
+              help="cpu (default), cuda, cuda:N or auto (under torchrun: cuda:LOCAL_RANK per process)")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32 (off for a new "
+              "run; a resumed run keeps its checkpoint's setting, as for the two below).")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the training pass.")
 @click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead"]),
