@@ -34,6 +34,7 @@ def resolve_model(model: ModelArg) -> LoadedModel:
 
 
 def to_codec_image(image: ImageArg, max_pixels: int = DEFAULT_MAX_PIXELS) -> CodecImage:
+    max_pixels = codec.check_whole("max_pixels", max_pixels, 1)
     if isinstance(image, CodecImage):
         return image
     if isinstance(image, Image.Image):
@@ -49,7 +50,7 @@ def to_codec_image(image: ImageArg, max_pixels: int = DEFAULT_MAX_PIXELS) -> Cod
                         "array, a path, a binary file or the bytes of an image file")
     if isinstance(image, io.TextIOBase):  # Pillow would read text from it, and call the image corrupt
         raise TypeError("cannot compress a file opened as text: open it in binary mode ('rb')")
-    return read_image(image, codec.check_whole("max_pixels", max_pixels, 1))
+    return read_image(image, max_pixels)
 
 
 def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: ModelArg = None,

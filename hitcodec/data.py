@@ -95,8 +95,7 @@ def _apt_unpack(package: str, work: Path) -> Path:
         try:
             subprocess.run(command, cwd=work, check=True, capture_output=True, text=True)
         except FileNotFoundError:
-            raise RuntimeError(f"{command[0]} not found: fetching the training photos needs a Debian-based "
-                               "system") from None
+            raise RuntimeError(f"{command[0]} not found: fetching {package} needs a Debian-based system") from None
         except subprocess.CalledProcessError as exc:
             said = (exc.stderr or exc.stdout or "").strip().splitlines()
             raise RuntimeError(f"{' '.join(command[:2])} {package} failed" + (f": {said[-1]}" if said else

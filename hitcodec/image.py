@@ -191,7 +191,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
             if transparent:
                 im = _with_transparent(im, transparent)
             return replace(from_pil(im.convert("LA") if gray_alpha else im, srgb), frames=frames)
-    except (FileNotFoundError, ImageError):
+    except (FileNotFoundError, PermissionError, ImageError):
         raise
     except IsADirectoryError:
         raise ImageError(f"cannot read image: {source} is a folder") from None
@@ -202,7 +202,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
                                                   "not a format that Pillow can read")) from exc
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error) as exc:
         # (Pillow's readers of damaged files raise any of these, e.g. n_frames of a cut multi-page TIFF or GIF)
-        raise ImageError(f"cannot read image (truncated or corrupt?): {exc or type(exc).__name__}") from exc
+        raise ImageError(f"cannot read image (truncated or corrupt?): {str(exc) or type(exc).__name__}") from exc
 
 
 def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:

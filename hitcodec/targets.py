@@ -127,7 +127,7 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
     below, above = [b for b in sizes if b < target_bytes], [b for b in sizes if b > target_bytes]
     if reached:
         pass
-    elif not below and hi in cache:  # every encode too large, the smallest betas' end included
+    elif not below and hi in cache:  # every encode too large, the largest betas' end (the smallest file) included
         msg += (f"; the target is out of reach: the smallest file the model made at this beta2/beta1 ratio is "
                 f"{min(above)} bytes")
     elif not above and lo in cache:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import hashlib
 import pickle
@@ -18,7 +19,7 @@ from hitcodec.models.ghvae import GHVAE, GHVAEConfig
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "ghvae-default.pt"
 # what torch.load(weights_only=True) raises for a file that is not a torch file or holds other objects
 LOAD_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, EOFError, AttributeError, IndexError, struct.error,
-               pickle.UnpicklingError, OSError)  # OSError: "[Errno 22] Invalid argument" for a cut-short zip
+               pickle.UnpicklingError)
 
 
 def _reason(exc: BaseException, limit: int = 100) -> str:
@@ -43,7 +44,7 @@ def _load_reason(exc: BaseException, path: str | Path) -> str:
                                                                   "hasRecord")):
         return "a damaged PyTorch file, or a zip file of another kind"
     if isinstance(exc, (pickle.UnpicklingError, KeyError, EOFError, struct.error, IndexError, OSError)):
-        return "not a PyTorch file, or a damaged or cut-short one"
+        return "not a PyTorch file, or a damaged or cut-short one"  # (OSError: EINVAL, below)
     return _reason(exc)
 
 
@@ -53,8 +54,10 @@ def load_state(path: str | Path, what: str = "model file", map_location: str = "
         with warnings.catch_warnings():  # a damaged file may declare any pickle protocol: the error below says it
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):  # said as they are, naming the file
-        raise
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or exc.filename:  # a missing or unreadable file: said as it is
+            raise
+        raise ValueError(f"{path} is not a hitcodec {what} ({_load_reason(exc, path)})") from None  # cut short
     except LOAD_ERRORS as exc:
         raise ValueError(f"{path} is not a hitcodec {what} ({_load_reason(exc, path)})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:

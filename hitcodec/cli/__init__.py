@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 
@@ -82,6 +83,7 @@ class HitGroup(click.Group):
         for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown as its bytes, the same in
             if isinstance(stream, io.TextIOWrapper):  # status lines and errors, whatever the locale's error handler
                 stream.reconfigure(errors="surrogateescape")
+        formatwarning = warnings.formatwarning  # (restored below: _quiet_pillow's is for this command only)
         _quiet_pillow()
         own = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's only)
         sigterm_before = signal.signal(signal.SIGTERM, _on_sigterm) if own else None
@@ -106,6 +108,7 @@ class HitGroup(click.Group):
             click.echo("hitcodec: interrupted", err=True)
             sys.exit(130)
         finally:
+            warnings.formatwarning = formatwarning
             if own:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm_before is None else sigterm_before)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -981,7 +984,8 @@ def _check_betas_mode(ctx, param, value):
                                                                "default 500.")
 @click.option("--device", type=str, callback=lambda ctx, param, value: None if value is None else _device(
               ctx, param, value, resolved=True),
-              help="cpu (default), cuda, cuda:N or auto (under torchrun: cuda:LOCAL_RANK per process)")
+              help="cpu (default; a resumed run keeps its checkpoint's), cuda, cuda:N or auto (under torchrun: "
+                   "cuda:LOCAL_RANK per process)")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast of the transforms; rates stay fp32 (off for a new "
               "run; a resumed run keeps its checkpoint's setting, as for the two below).")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout for the convolutions.")
