@@ -782,3 +782,8 @@ def test_fetch_data_reports_a_failing_apt_in_one_line(tmp_path, monkeypatch):
     assert r.exit_code == 1 and r.stderr == ("hitcodec: error: apt-get download gcompris-qt-data failed: E: Unable to "
                                              "locate package gcompris-qt-data\n"), r.output
     assert not (tmp_path / "photos").exists()
+
+
+def test_hitcodec_alone_shows_its_help_without_calling_it_an_error():
+    r = run()
+    assert r.exit_code == 2 and r.stderr.startswith("Usage: "), r.stderr  # was "hitcodec: error: Usage: ..."

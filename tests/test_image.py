@@ -286,6 +286,7 @@ def test_big_and_little_endian_16_bit_gray_a_file_at_an_offset_and_a_folder(tmp_
         read_image(tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's own, about the cut files
 def test_a_cut_multi_page_file_is_an_image_error(tmp_path):
     # Pillow's n_frames of a cut multi-page TIFF or GIF raised TypeError or IndexError: a traceback in the CLI
     rng = np.random.default_rng(0)

@@ -93,7 +93,10 @@ class HitGroup(click.Group):
             click.echo("hitcodec: terminated", err=True)
             sys.exit(128 + signal.SIGTERM)
         except click.UsageError as exc:
-            click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `hitcodec` alone (click >= 8.2): the help, not an error
+                click.echo(exc.format_message(), err=True)
+            else:
+                click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
             sys.exit(EXIT_USAGE)
         except click.exceptions.Abort:
             click.echo("hitcodec: aborted", err=True)
