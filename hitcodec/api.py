@@ -57,8 +57,7 @@ def compress_image(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, m
                    verify: bool = False, device: str = "cpu", refine_steps: int = 0,
                    max_pixels: int = DEFAULT_MAX_PIXELS, _stacklevel: int = 2) -> codec.Coded:
     """Like `compress`, but returns the bytes with per-layer statistics and the coded latents."""
-    if not isinstance(verify, (bool, np.bool_)):  # verify="no" would count as true
-        raise TypeError(f"verify must be True or False, not {type(verify).__name__}")
+    verify = codec.check_bool("verify", verify)
     loaded = resolve_model(model)
     read = not isinstance(image, CodecImage)
     image = to_codec_image(image, max_pixels)

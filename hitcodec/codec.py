@@ -77,6 +77,24 @@ def check_whole(name: str, value, minimum: int) -> int:
     return value
 
 
+def check_real(name: str, value) -> float:
+    """``value`` as a float (nan where float() fails, e.g. 10**400): TypeError unless it is a number (a str, whose
+    float() would parse it, and bool are not)."""
+    if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is a bool (numpy's too): TypeError otherwise ("no" would count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+    return bool(value)
+
+
 def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -> tuple[float, float]:
     """Validate the multipliers against the model's trained range (``config``; default [0.1, 10]) and round them
     to float32, the precision stored in the bitstream. Each end of the range is accepted as given and as float32
@@ -85,12 +103,7 @@ def check_betas(beta2: float, beta1: float, config: GHVAEConfig | None = None) -
     lo, hi = min(lo, float(np.float32(lo))), max(hi, float(np.float32(hi)))  # float32(0.01) < 0.01 < float32(0.1)
     checked = []
     for name, beta in (("beta2", beta2), ("beta1", beta1)):
-        if isinstance(beta, (str, bytes, bool)) or not hasattr(beta, "__float__"):  # float("2") would take a str
-            raise TypeError(f"{name} must be a number, not {type(beta).__name__}")
-        try:
-            value = float(beta)
-        except (TypeError, ValueError, OverflowError):  # (10**400)
-            value = float("nan")
+        value = check_real(name, beta)
         if not math.isfinite(value) or not lo <= value <= hi:
             raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {beta!r}")
         checked.append(float(np.float32(value)))

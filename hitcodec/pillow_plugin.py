@@ -68,12 +68,9 @@ class HitImageFile(ImageFile.ImageFile):
 def _number(value, name: str) -> float:
     """``value`` as a finite positive float: TypeError naming the option unless it is a number, ValueError unless it
     is finite and positive."""
-    if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # (10**400)
-        number = math.nan
+    from hitcodec.codec import check_real
+
+    number = check_real(name, value)
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
     return number
@@ -83,15 +80,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow save hook: beta2, beta1 (default 1), or target_bpp / target_size (bytes) searched along the ratio
     beta2/beta1, or target_rates = (bpp of z2, bpp of z1) as the CLI's --target-rates; model, device, verify and
     refine_steps as in `hitcodec.compress`."""
-    import numpy as np
-
     from hitcodec import codec, targets
     from hitcodec.api import compress_image, resolve_model, to_codec_image, verify_coded
 
     opts = im.encoderinfo
-    device, verify = opts.get("device", "cpu"), opts.get("verify", False)
-    if not isinstance(verify, (bool, np.bool_)):  # verify="no" would count as true
-        raise TypeError(f"verify must be True or False, not {type(verify).__name__}")
+    device, verify = opts.get("device", "cpu"), codec.check_bool("verify", opts.get("verify", False))
     loaded = resolve_model(opts.get("model"))
     beta2, beta1 = codec.check_betas(opts.get("beta2", 1.0), opts.get("beta1", 1.0), loaded.model.config)
     size, bpp, rates = opts.get("target_size"), opts.get("target_bpp"), opts.get("target_rates")
