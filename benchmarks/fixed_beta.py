@@ -107,7 +107,7 @@ def train_model(name: str, betas: str, args) -> Path:
                       loss_norm=args.loss_norm, beta_range=None if fixed else args.beta_range, device=args.device,
                       bins_init="zero" if fixed else args.bins_init, beta_warmup=0 if fixed else args.beta_warmup,
                       beta_per_batch=not fixed and args.beta_per_batch, paired_betas=not fixed and args.paired_betas,
-                      bins_lr=0.0 if fixed else args.bins_lr,
+                      bins_lr=0.0 if fixed else args.bins_lr, ema=args.ema,
                       **fast)
     model_cfg = cfg.model_config(replace(SMALL, n=args.channels, latent_bins=args.latent_bins,
                                          cond_kernels=0 if fixed else args.cond_kernels,
@@ -126,7 +126,7 @@ def train_model(name: str, betas: str, args) -> Path:
 
 RECIPE = ("betas", "batch", "patch", "lr", "lr_drop", "lr_drop_factor", "seed",
           "loss_norm", "bins_init", "beta_warmup", "bins_lr", "beta_per_batch",
-          "paired_betas")  # the TrainConfig fields of another run
+          "paired_betas", "ema")  # the TrainConfig fields of another run
 
 
 def _check_same_run(last: Path, state: dict, model_cfg: GHVAEConfig, cfg: TrainConfig) -> None:
@@ -437,6 +437,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder-gains", action="store_true",
                         help="the conditioned models' decoders learn a gain per latent channel and beta "
                              "(GHVAEConfig.decoder_gains)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="every model trained here keeps an average of its weights (TrainConfig.ema) and is "
+                             "measured with it")
     parser.add_argument("--beta-range", metavar="MIN,MAX",
                         help="the square the conditioned models train on (default the model's [0.1, 10])")
     parser.add_argument("--names", default=",".join(DEFAULT_NAMES),

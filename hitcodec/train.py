@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from hitcodec.data import list_images, load_rgb_uint8
@@ -85,6 +86,8 @@ class TrainConfig:
     # many crops; a diagnostic of whether seeing one image at two rates makes the transforms depend on beta)
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
+    ema: float = 0.0  # > 0: also keep an exponential moving average of the weights with this decay per step (e.g.
+    # 0.999); dev-eval, best.pt and export then use the average, and checkpoints keep the trained weights beside it
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:
@@ -95,6 +98,8 @@ class TrainConfig:
             raise ValueError("paired_betas needs an even batch and one draw per image (not beta_per_batch)")
         if not (isinstance(self.beta_warmup, int) and self.beta_warmup >= 0):
             raise ValueError(f"beta_warmup must be a whole number >= 0, not {self.beta_warmup!r}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1), not {self.ema}")
         if self.bins_init not in BINS_INITS:
             raise ValueError(f"bins_init must be one of {', '.join(BINS_INITS)}, not {self.bins_init!r}")
 
@@ -324,6 +329,25 @@ def _continued(state: dict, model_cfg: GHVAEConfig, source: str) -> GHVAE:
     return model
 
 
+def _trained_weights(state: dict) -> dict:
+    """The weights training continues from: a checkpoint of a run with ``ema`` keeps them as "train_model" (its
+    "model", which the codec, export and dev-eval read, is their average)."""
+    return {**state, "model": state["train_model"]} if "train_model" in state else state
+
+
+def _weight_average(model: GHVAE, cfg: TrainConfig, state: dict | None, source: str | None) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights that a run with ``ema`` keeps (torch's AveragedModel),
+    continuing the checkpoint's own average where it has one; None without ``ema``."""
+    if not cfg.ema:
+        return None
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+    if state is not None and "train_model" in state:
+        with torch.random.fork_rng(devices=[]):  # a model built to load into: the run's random draws stay as they are
+            averaged.module.load_state_dict(_continued(state, model.config, source).state_dict())
+        averaged.n_averaged.fill_(1)  # an average already: the next update blends, it does not copy
+    return averaged
+
+
 def _optimizer(model: GHVAE, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam over the model's parameters: a model with bin widths has them in a second group (``bins_lr``)."""
     bins = [p for name, p in model.named_parameters() if name.startswith("bins_")]
@@ -453,7 +477,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     model_cfg = cfg.model_config(model_cfg)
     beta_range = (model_cfg.beta_min, model_cfg.beta_max)
     at_points = parse_beta_points(cfg.betas, beta_range) is not None  # checked once, before anything is written
-    model = GHVAE(model_cfg) if state is None else _continued(state, model_cfg, resume)
+    model = GHVAE(model_cfg) if state is None else _continued(_trained_weights(state), model_cfg, resume)
     if state is None and cfg.bins_init == "sqrt-beta":
         if not model_cfg.latent_bins:
             raise ValueError("bins_init sqrt-beta needs a model with learned bin widths (latent_bins)")
@@ -497,6 +521,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         log.info("best score %.4f: %s re-scored as a %s", best, rescore, SCORE_KIND)
     gen = torch.Generator().manual_seed(cfg.seed + step + 7919 * rank)
     net = prepare_model(model, cfg, world)
+    averaged = _weight_average(model, cfg, state, resume)  # after prepare_model: in the same memory layout
+    evaluated = model if averaged is None else averaged.module  # what dev-eval scores and "model" holds
     out_dir.mkdir(parents=True, exist_ok=True)  # once the data, the dev photos and the checkpoint have loaded
     if carried is not None and rank == 0:
         _save(out_dir / "best.pt", carried)
@@ -511,9 +537,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         history.append(entry)
         is_best = result["score"] < best
         best = min(best, result["score"])
-        ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": model.state_dict(),
+        ckpt = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "model": evaluated.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "best_score": best, "score_kind": SCORE_KIND,
                 "history": history, "run_start": run_start}
+        if averaged is not None:
+            ckpt["train_model"] = model.state_dict()
         if is_best:  # best.pt first: last.pt never records a best score that best.pt does not hold
             _save(out_dir / "best.pt", ckpt)
         _save(out_dir / "last.pt", ckpt)
@@ -540,6 +568,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         beta2, beta1 = to_device((beta2, beta1), device)
         z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
         out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         bar.update(1)
         if step % 10 == 0:
@@ -557,7 +587,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             dist.broadcast(flag, 0)
             out_of_time = bool(flag.item())
         if (step % cfg.eval_every == 0 or step == cfg.steps or out_of_time) and rank == 0:
-            result = dev_eval(model, dev_images, device)
+            result = dev_eval(evaluated, dev_images, device)
             checkpoint(result)
             summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
                                for p in result["points"])

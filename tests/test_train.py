@@ -666,3 +666,54 @@ def test_train_cli_missing_resume_is_no_such_file(tmp_path):
 
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "nope.pt")])
     assert result.exit_code == 1 and result.output == f"hitcodec: error: no such file: {tmp_path / 'nope.pt'}\n"
+
+
+def test_ema_keeps_an_average_of_the_weights_that_dev_eval_best_and_export_use(tmp_path, photo):
+    data = _folder(tmp_path, photo)
+    plain = TrainConfig(data=str(data), out=str(tmp_path / "plain"), patch=64, batch=2, steps=1, eval_every=1,
+                        dev=str(data), dev_max_side=64)
+    train(plain, progress=False, model_config=TINY)
+    w1 = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    train(replace(plain, steps=2), resume=str(tmp_path / "plain" / "last.pt"), progress=False)
+    w2 = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+
+    averaged = replace(plain, out=str(tmp_path / "ema"), ema=0.25)
+    train(averaged, progress=False, model_config=TINY)
+    train(replace(averaged, steps=2), resume=str(tmp_path / "ema" / "last.pt"), progress=False)
+    state = load_checkpoint(tmp_path / "ema" / "last.pt")
+    for name, trained in state["train_model"].items():  # training is unchanged by the average
+        assert torch.equal(trained, w2[name]), name
+    moved = [name for name, t in w1.items() if t.is_floating_point() and not torch.equal(t, w2[name])]
+    assert moved
+    for name in moved:  # the first step's weights copied, then 0.25 of them kept at the next (across the resume)
+        assert torch.allclose(state["model"][name], 0.25 * w1[name] + 0.75 * w2[name], atol=1e-6), name
+    dev = load_dev_images(averaged)
+    assert _score_of(tmp_path / "ema" / "last.pt", dev, "cpu") == pytest.approx(state["history"][-1]["score"])
+    export_weights(tmp_path / "ema" / "last.pt", tmp_path / "ema.pt")
+    exported = torch.load(tmp_path / "ema.pt", weights_only=True)
+    assert "train_model" not in exported and torch.equal(exported["model"][moved[0]], state["model"][moved[0]].half())
+
+    # resumed without the average, it trains on from the trained weights, and "model" holds them again
+    train(replace(averaged, steps=3, ema=0.0), resume=str(tmp_path / "ema" / "last.pt"), progress=False)
+    train(replace(plain, steps=3), resume=str(tmp_path / "plain" / "last.pt"), progress=False)
+    state, w3 = load_checkpoint(tmp_path / "ema" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
+    assert "train_model" not in state and all(torch.equal(t, w3["model"][k]) for k, t in state["model"].items())
+    with pytest.raises(ValueError, match="ema must be a decay"):
+        TrainConfig(data="d", out="o", ema=1.0)
+
+
+def test_train_cli_ema_is_checked_stored_and_kept_on_resume(tmp_path, tiny_path, photo):
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    common = ["train", "--data", str(tmp_path), "--patch", "64", "--batch", "1"]
+    first = common + ["--resume", str(tiny_path), "--out", str(tmp_path / "r"), "--steps", "1"]
+    bad = CliRunner().invoke(main, first + ["--ema", "1"])
+    assert bad.exit_code == 2 and "--ema" in bad.output and not (tmp_path / "r").exists()
+    assert CliRunner().invoke(main, first + ["--ema", "0.9"]).exit_code == 0
+    resumed = CliRunner().invoke(main, common + ["--resume", str(tmp_path / "r" / "last.pt"), "--steps", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    state = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert state["train_config"]["ema"] == 0.9 and "train_model" in state and state["step"] == 2
