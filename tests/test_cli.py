@@ -207,7 +207,11 @@ def test_output_that_cannot_be_written_is_refused_up_front(png, tiny_path, tmp_p
                 out.mkdir(parents=True, exist_ok=True)  # -o sub: the output's name in the folder is taken by one
                 out = out.parent
             r = run(command, src, "-o", out, "--force", "--model", tiny_path)
-            assert r.exit_code == 1 and message in r.stderr, (command, out, r.output)
+            if command == "compare" and out == tmp_path:  # a folder where a file is needed: usage, as for export
+                code, message = 2, "is a directory"
+            else:
+                code = 1
+            assert r.exit_code == code and message in r.stderr, (command, out, r.output)
             assert r.stderr.count("\n") == 1 and ".tmp" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.hit", "photo.png", "sub"]
 
@@ -328,6 +332,21 @@ def test_compare_writes_a_figure(png, tiny_path, tmp_path):
     for same in (png, tmp_path / "link.png"):  # the figure never replaces its photo, even with --force
         r = run("compare", png, "-o", same, "--force", "--model", tiny_path)
         assert r.exit_code == 1 and "would replace the input" in r.stderr and Path(png).read_bytes() == before
+
+
+def test_verbose_is_taken_after_the_subcommand_too(png, tmp_path):
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        r = run("train", "-v", "--data", tmp_path / "none", "--out", tmp_path / "o")
+        assert r.exit_code == 1 and "no folder of training photos" in r.stderr and root.level == logging.INFO
+        r = run("fetch-data", "-v", png)  # a file, not a folder: refused, but -v is an option of fetch-data
+        assert r.exit_code == 2 and "No such option" not in r.stderr and "is a file" in r.stderr, r.stderr
+    finally:
+        root.setLevel(level)
 
 
 def test_compare_shows_a_gray_image_as_written(tiny, photo, tiny_path, tmp_path, monkeypatch):

@@ -133,7 +133,8 @@ def test_cli_target_bpp(tmp_path):
 
 
 def test_compressing_a_hit_file_again_warns(tmp_path):
-    """Pillow reads .hit files through the plugin, so compress takes one; it says that this codes a second loss."""
+    """Pillow reads .hit files through the plugin, so compress and compare take one; they say that this codes a
+    second loss."""
     from pathlib import Path
 
     from click.testing import CliRunner
@@ -144,6 +145,8 @@ def test_compressing_a_hit_file_again_warns(tmp_path):
     r = CliRunner().invoke(main, ["compress", str(golden), "-o", str(tmp_path / "again.hit")])
     assert r.exit_code == 0 and (tmp_path / "again.hit").exists(), r.output
     assert "a hitcodec file already: its decoded pixels are coded again" in r.stderr
+    r = CliRunner().invoke(main, ["compare", str(golden), "--crop", "32", "-o", str(tmp_path / "cmp.png")])
+    assert r.exit_code == 0 and "a hitcodec file already" in r.stderr and "compare the original" in r.stderr, r.output
 
 
 def test_compare_best_split_is_the_smallest_file_where_none_reaches_the_size(shipped, sample):

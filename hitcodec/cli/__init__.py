@@ -506,6 +506,18 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
+def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # after main's basicConfig: the subcommand's options are parsed once the group's callback has run
+        logging.getLogger().setLevel(logging.INFO)
+
+
+verbose_option = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_verbose,
+                              help="Log details (data found, resumed state), as hitcodec -v does.")
+
+# what compress and compare say of an input that is a .hit file (read by the Pillow plugin with the shipped model)
+_HIT_INPUT = "a hitcodec file already: its decoded pixels are coded again, with a second loss"
+
+
 def _model_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value == "":  # a usage error, not a file to read (it had been taken as the shipped model)
         raise click.BadParameter("the model path is empty (leave the option out for the shipped model)")
@@ -544,7 +556,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
                  max_pixels: int, model_path: str | None, device: str,
                  refine_steps: int = 0) -> tuple[str, list[str], int, int, int]:
     """One file of `compress` (module level, so that worker processes can run it)."""
-    from hitcodec import codec, targets
+    from hitcodec import bitstream, codec, targets
     from hitcodec.api import compress_image, resolve_model, verify_coded
     from hitcodec.image import read_image, written_rgb
 
@@ -554,9 +566,8 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     pixels = image.rgb.shape[0] * image.rgb.shape[1]
     start = time.perf_counter()
     note, warnings = "", [image.frames_warning()] if image.frames_warning() else []
-    if raw[:4] == b"HITC":  # read by the Pillow plugin: decoded with the shipped model
-        warnings.append("a hitcodec file already: its decoded pixels are coded again, with a second "
-                        "loss (decompress it to get the image)")
+    if raw[:4] == bitstream.MAGIC:
+        warnings.append(f"{_HIT_INPUT} (decompress it to get the image)")
     if target_bpp is not None or target_size is not None:
         size = target_size if target_size is not None else targets.bytes_for_bpp(target_bpp, pixels)
         result = targets.compress_to_size(loaded, image, size, ratio=beta2 / beta1, device=device)
@@ -839,7 +850,8 @@ def _readable_suffixes() -> frozenset[str]:
 @click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, readable=False))
 @click.option("--bpp", type=POSITIVE, default=0.3, show_default=True,
               help="Bits per pixel at which all codecs are compared (matched file size).")
-@click.option("-o", "--output", default="compare.png", show_default=True, callback=_not_empty,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="compare.png", show_default=True,
+              callback=_not_empty,
               help="Figure to write, in the format of its suffix (.png, .pdf, .svg, ...).")
 @click.option("--crop", type=click.IntRange(min=1), default=512, show_default=True,
               help="Compare a centre crop of at most this side.")
@@ -855,7 +867,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
         raise CLIError("compare draws its figure with matplotlib, which is not installed "
                        "(pip install matplotlib, or the bench extra)") from None
 
-    from hitcodec import targets
+    from hitcodec import bitstream, targets
     from hitcodec.api import resolve_model
     from hitcodec.compare import panels_at, render
     from hitcodec.image import CodecImage, read_image
@@ -868,9 +880,13 @@ def compare(image_path, bpp, output, crop, force, model_path):
     if fmt not in drawn:
         raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf, .svg or one of "
                                f"{', '.join(sorted(drawn - {'png', 'pdf', 'svg'}))}")
-    image = read_image(image_path)
-    if image.frames_warning():
-        click.echo(f"hitcodec: warning: {image.frames_warning()}", err=True)
+    raw = _read_input(image_path)
+    image = read_image(raw)
+    warnings = [image.frames_warning()] if image.frames_warning() else []
+    if raw[:4] == bitstream.MAGIC:
+        warnings.append(f"{_HIT_INPUT} by every codec (compare the original image)")
+    for warning in warnings:
+        click.echo(f"hitcodec: warning: {warning}", err=True)
     h, w = image.rgb.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     rgb = np.ascontiguousarray(image.rgb[top:top + crop, left:left + crop])
@@ -1017,9 +1033,14 @@ def _check_betas_mode(ctx, param, value):
 @click.option("--lr-warmup", type=click.IntRange(min=0),
               help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
                    "weights (a run that loads Adam's state has none); 0 = none.")
+@click.option("--ema", type=FiniteFloat(min=0, max=1, max_open=True), metavar="DECAY",
+              help="Also keep an exponential moving average of the weights with this decay per step, e.g. 0.999; "
+                   "dev-eval, best.pt and export use it (0 = none, the default; a resumed run keeps its "
+                   "checkpoint's).")
+@verbose_option
 def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, lr_drop_factor, z2_warmup, betas,
           eval_every, device, amp, channels_last, compile_, compile_mode, beta_range, loss_norm, latent_bins, bins_lr,
-          bins_init, lr_warmup):
+          bins_init, lr_warmup, ema):
     """Train the beta-conditioned GHVAE (resumable; keeps last.pt and best.pt by dev-eval)."""
     from hitcodec.models.ghvae import GHVAEConfig
     from hitcodec.train import TrainConfig, load_checkpoint, parse_beta_points, train as run_training, with_overrides
@@ -1043,7 +1064,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
                          lr=lr, lr_drop=lr_drop, lr_drop_factor=lr_drop_factor, z2_warmup=z2_warmup, betas=betas,
                          eval_every=eval_every, device=device, amp=amp, channels_last=channels_last,
                          compile=compile_, compile_mode=compile_mode, beta_range=beta_range, loss_norm=loss_norm,
-                         latent_bins=latent_bins, bins_lr=bins_lr, bins_init=bins_init, lr_warmup=lr_warmup)
+                         latent_bins=latent_bins, bins_lr=bins_lr, bins_init=bins_init, lr_warmup=lr_warmup,
+                         ema=ema)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
     if not resume and cfg.bins_init == "sqrt-beta" and not cfg.latent_bins:
@@ -1066,6 +1088,7 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
 
 @main.command("fetch-data")
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@verbose_option
 def fetch_data(out_dir):
     """Fetch and prepare the offline training photos (Debian packages, no root install needed)."""
     from hitcodec.data import fetch_training_photos
