@@ -87,7 +87,7 @@ class TrainConfig:
     bins_init: str = "zero"  # a new model's bin widths start at Δ = 1 ("zero") or at Δ ≈ sqrt(beta) of their layer's
     # multiplier ("sqrt-beta", `init_bins_sqrt_beta`; worse at every beta at small scale, docs/equal-steps.md)
     ema: float = 0.0  # > 0: also keep an exponential moving average of the weights with this decay per step (e.g.
-    # 0.999); dev-eval, best.pt and export then use the average, and checkpoints keep the trained weights beside it
+    # 0.99); dev-eval, best.pt and export then use the average, and checkpoints keep the trained weights beside it
 
     def __post_init__(self):
         if self.loss_norm not in LOSS_NORMS:

@@ -1034,7 +1034,7 @@ def _check_betas_mode(ctx, param, value):
               help="Steps over which a fresh Adam's learning rates ramp up from 0, e.g. when continuing exported "
                    "weights (a run that loads Adam's state has none); 0 = none.")
 @click.option("--ema", type=FiniteFloat(min=0, max=1, max_open=True), metavar="DECAY",
-              help="Also keep an exponential moving average of the weights with this decay per step, e.g. 0.999; "
+              help="Also keep an exponential moving average of the weights with this decay per step, e.g. 0.99; "
                    "dev-eval, best.pt and export use it (0 = none, the default; a resumed run keeps its "
                    "checkpoint's).")
 @verbose_option
