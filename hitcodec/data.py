@@ -85,21 +85,24 @@ def read_rcc(data: bytes) -> dict[str, bytes]:
     return files
 
 
+def _run(command: list[str], package: str, work: Path) -> None:
+    """Run one step of fetching ``package``; RuntimeError with the tool's own last line where it fails."""
+    try:
+        subprocess.run(command, cwd=work, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeError(f"{command[0]} not found: fetching {package} needs a Debian-based system") from None
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise RuntimeError(f"{' '.join(command[:2])} {package} failed" + (f": {said[-1]}" if said else
+                                                                           f" (exit status {exc.returncode})"))
+
+
 def _apt_unpack(package: str, work: Path) -> Path:
     """``apt-get download`` one package into ``work`` and unpack it; returns the unpacked root. RuntimeError, with
     apt's or dpkg's own last line, where either fails."""
     root = work / package
-    for command in (["apt-get", "download", package], ["dpkg-deb", "-x", None, str(root)]):
-        if command[0] == "dpkg-deb":
-            command[2] = str(next(work.glob(f"{package}_*.deb")))
-        try:
-            subprocess.run(command, cwd=work, check=True, capture_output=True, text=True)
-        except FileNotFoundError:
-            raise RuntimeError(f"{command[0]} not found: fetching {package} needs a Debian-based system") from None
-        except subprocess.CalledProcessError as exc:
-            said = (exc.stderr or exc.stdout or "").strip().splitlines()
-            raise RuntimeError(f"{' '.join(command[:2])} {package} failed" + (f": {said[-1]}" if said else
-                                                                               f" (exit status {exc.returncode})"))
+    _run(["apt-get", "download", package], package, work)
+    _run(["dpkg-deb", "-x", str(next(work.glob(f"{package}_*.deb"))), str(root)], package, work)
     return root
 
 

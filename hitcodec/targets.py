@@ -123,20 +123,19 @@ def compress_to_size(loaded, image, target_bytes: int, ratio: float = 1.0, toler
     versus = f"{off:+.1%} of the target {target_bytes} bytes" if target_bytes < MAX_TARGET_BYTES else \
         "the target: 2^53 or more"
     msg = f"{len(coded.data)} bytes ({versus}) at beta2 {beta2:.4g}, beta1 {beta1:.4g} after {n} encodes"
-    sizes = {len(c.data) for c in cache.values()}
-    below, above = [b for b in sizes if b < target_bytes], [b for b in sizes if b > target_bytes]
-    if reached:
-        pass
-    elif not below and hi in cache:  # every encode too large, the largest betas' end (the smallest file) included
-        msg += (f"; the target is out of reach: the smallest file the model made at this beta2/beta1 ratio is "
-                f"{min(above)} bytes")
-    elif not above and lo in cache:
-        msg += (f"; the target is out of reach: the largest file the model made at this beta2/beta1 ratio is "
-                f"{max(below)} bytes")
-    elif below and above:  # (the sizes of a small image step by whole 4-byte words)
-        msg += f"; no size within {tolerance:.0%}: the nearest were {max(below)} and {min(above)} bytes"
-    else:
-        msg += "; no closer size found within the encode budget"
+    if not reached:
+        sizes = {len(c.data) for c in cache.values()}
+        below, above = [b for b in sizes if b < target_bytes], [b for b in sizes if b > target_bytes]
+        if not below and hi in cache:  # every encode too large, the largest betas' end (the smallest file) included
+            msg += (f"; the target is out of reach: the smallest file the model made at this beta2/beta1 ratio is "
+                    f"{min(above)} bytes")
+        elif not above and lo in cache:
+            msg += (f"; the target is out of reach: the largest file the model made at this beta2/beta1 ratio is "
+                    f"{max(below)} bytes")
+        elif below and above:  # (the sizes of a small image step by whole 4-byte words)
+            msg += f"; no size within {tolerance:.0%}: the nearest were {max(below)} and {min(above)} bytes"
+        else:
+            msg += "; no closer size found within the encode budget"
     return TargetResult(coded, reached, n, msg)
 
 
