@@ -18,6 +18,7 @@ MODES = ("L", "RGB", "LA", "RGBA")  # mode byte -> Pillow mode of the decoded im
 MAX_PAYLOADS = 3  # z2, z1 and, for images with alpha, the zlib-compressed alpha plane
 DEFAULT_MAX_PIXELS = 1 << 28  # refuse to decode declared sizes above this (about 268 megapixels)
 _FIXED = struct.Struct("<4sBBH8sffIIB")  # magic, version, mode, flags, model id, beta2, beta1, width, height, n
+HEADER_MAX = _FIXED.size + 4 * MAX_PAYLOADS + 4 + 4  # the longest header: payload lengths, latents CRC, CRC
 
 
 class BitstreamError(ValueError):
@@ -62,6 +63,25 @@ def pack(header: Header, payloads: list[bytes]) -> bytes:
     return head + struct.pack("<I", crc) + body
 
 
+def _head_size(version: int, n: int) -> int:
+    """Bytes before the CRC32: the fixed part, the payload lengths and, from version 2, the latents' CRC-32."""
+    return _FIXED.size + 4 * n + 4 * (version >= 2)
+
+
+def declared_size(head: bytes) -> int | None:
+    """The length of the whole file that a header declares, from the first bytes of a file (`HEADER_MAX` are
+    enough); None where they are not a header that `unpack` would go on to read (it says why), so that a reader
+    of a stream knows how much to read."""
+    if len(head) < _FIXED.size or head[:4] != MAGIC:
+        return None
+    fields = _FIXED.unpack_from(head)
+    version, n = fields[1], fields[-1]
+    head_size = _head_size(version, n)
+    if version not in READ_VERSIONS or not 1 <= n <= MAX_PAYLOADS or len(head) < head_size + 4:
+        return None
+    return head_size + 4 + sum(struct.unpack_from(f"<{n}I", head, _FIXED.size))
+
+
 def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[bytes]]:
     """Parse and check a .hit file; raises BitstreamError with a message a user can act on."""
     data = bytes(data)
@@ -79,7 +99,7 @@ def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, l
         raise BitstreamError("corrupt hitcodec header (unknown mode or flags)")
     if not 1 <= n <= MAX_PAYLOADS:
         raise BitstreamError(f"corrupt hitcodec header ({n} payloads)")
-    head_size = _FIXED.size + 4 * n + 4 * (version >= 2)
+    head_size = _head_size(version, n)
     if len(data) < head_size + 4:
         raise BitstreamError("truncated hitcodec header")
     lengths = struct.unpack_from(f"<{n}I", data, _FIXED.size)

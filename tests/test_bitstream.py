@@ -71,3 +71,19 @@ def test_declared_size_is_capped():
     with pytest.raises(BitstreamError, match="outside the allowed range"):
         bitstream.unpack(data)
     assert bitstream.unpack(data, max_pixels=10**10)[0].width == 100_000
+
+
+@pytest.mark.parametrize("header", [HEADER, HEADER_V1])
+def test_declared_size_from_the_first_bytes(header):
+    """What a reader of a stream needs to know how much to read: the whole file's length, from HEADER_MAX bytes;
+    None for bytes that unpack refuses before the lengths (it says why)."""
+    for payloads in ([b"abc", b"de"], [b"x" * 1000], [b"a", b"", b"c" * 70]):
+        data = bitstream.pack(header, payloads)
+        assert bitstream.declared_size(data[:bitstream.HEADER_MAX]) == len(data)
+        assert bitstream.declared_size(data[:bitstream.HEADER_MAX] + b"more") == len(data)
+    data = bitstream.pack(header, [b"abc", b"de"])
+    for refused in (b"", b"HIT", data[:20], b"JUNK" + data[4:], data[:4] + b"\x03" + data[5:],
+                    data[:32] + b"\x04" + data[33:]):
+        assert bitstream.declared_size(refused) is None
+        with pytest.raises(BitstreamError):
+            bitstream.unpack(refused)

@@ -141,6 +141,38 @@ def test_stdin_stdout(png, tiny_path):
     assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_endless_or_huge_inputs_are_not_read_until_memory_runs_out(png, tiny_path, tmp_path):
+    """/dev/zero, or a pipe that never ends, used to be read whole: until memory ran out. An image is read up to 16
+    bytes per allowed pixel (a larger regular file is refused unread), a .hit file as far as its header says."""
+    from hitcodec import bitstream
+
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:  # sparse: 2 MiB that are never read
+        f.write(png.read_bytes())
+        f.truncate(1 << 21)
+    for source, stdin in ((huge, None), ("-", huge.read_bytes())):
+        r = run("compress", source, "-o", tmp_path / "out.hit", "--max-pixels", 1000, "--model", tiny_path, input=stdin)
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.output
+        assert "more than 1064576 bytes" in r.stderr and "--max-pixels" in r.stderr, r.stderr
+    assert not (tmp_path / "out.hit").exists()
+    r = run("compress", png, "-o", tmp_path / "out.hit", "--max-pixels", 2000, "--model", tiny_path)
+    assert r.exit_code == 0, r.output  # 50x40 pixels: the file itself is well within the limit
+    hit = (tmp_path / "out.hit").read_bytes()
+    if os.path.exists("/dev/zero"):
+        r = run("compress", "/dev/zero", "-o", tmp_path / "zero.hit", "--max-pixels", 1000, "--model", tiny_path)
+        assert r.exit_code == 1 and "/dev/zero: more than" in r.stderr, r.output
+        for command in ("decompress", "info"):
+            r = run(command, "/dev/zero", "--model", tiny_path)
+            assert r.exit_code == 1 and "not a hitcodec file" in r.stderr, r.output
+    r = run("decompress", "-", "-o", tmp_path / "back.png", "--model", tiny_path, input=hit + b"xyz")
+    body = sum(len(part) for part in bitstream.unpack(hit)[1])
+    assert r.exit_code == 1 and f"{body + 3} payload bytes, header declares {body}" in r.stderr, r.stderr  # as before
+    r = run("info", "-", "--model", tiny_path, input=hit + bytes(3 << 20))
+    assert r.exit_code == 1 and "more than 1048576 after the" in r.stderr, r.stderr
+    r = run("decompress", "-", "-o", tmp_path / "back.png", "--model", tiny_path, input=hit)
+    assert r.exit_code == 0 and Image.open(tmp_path / "back.png").size == (50, 40), r.output
+
+
 def test_stdout_as_a_file_name_and_a_reader_that_goes_away(png, tiny_path, tmp_path, photo):
     """-o /dev/stdout is standard output (data alone there, status to stderr); a pipe closed by its reader before
     all the data is written is an error, not a success with a cut stream (BufferedWriter.write returns a short

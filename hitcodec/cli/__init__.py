@@ -314,10 +314,39 @@ def _as_stdout(output: str) -> str:
         return output
 
 
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
+_BYTES_PER_PIXEL = 16  # an image file larger than this per allowed pixel is refused (uncompressed RGBA16 takes 8)
+_TRAILING_SHOWN = 1 << 20  # bytes read after the end that a .hit header declares, so the error can count them
+
+
+def _read_input(path: str, max_pixels: int | None = None) -> bytes:
+    """The bytes of ``path`` ('-': standard input). An image (``max_pixels`` given) of more than `_BYTES_PER_PIXEL`
+    bytes per allowed pixel is refused, a .hit file is read as far as its header says: either way a stream that
+    never ends (/dev/zero, a pipe) is not read until memory runs out, nor a huge file in full."""
+    from hitcodec import bitstream
+
+    name = "standard input" if path == "-" else path
+    with contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb") as stream:
+        if max_pixels is None:
+            head = stream.read(bitstream.HEADER_MAX)
+            size = bitstream.declared_size(head)  # None: unpack says what is wrong with these bytes
+            if size is None:
+                return head
+            data = head + stream.read(max(size - len(head), 0) + _TRAILING_SHOWN + 1)
+            if len(data) > size + _TRAILING_SHOWN:
+                raise CLIError(f"{name}: hitcodec file has trailing bytes: more than {_TRAILING_SHOWN} after the "
+                               f"{size} bytes that its header declares")
+            return data
+        limit = _BYTES_PER_PIXEL * max_pixels + (1 << 20)
+        too_large = CLIError(f"{name}: more than {limit} bytes, more than an image of at most {max_pixels} pixels "
+                             "can need (--max-pixels)")
+        with contextlib.suppress(OSError, ValueError):  # (a stream without a file descriptor has no size)
+            info = os.fstat(stream.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                raise too_large
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    return data
 
 
 def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tuple[tuple[str, ...], list[str]]:
@@ -561,7 +590,7 @@ def compress_one(src: str, dst: str, *, beta2: float, beta1: float, target_bpp: 
     from hitcodec.image import read_image, written_rgb
 
     loaded = resolve_model(model_path)
-    raw = _read_input(src)
+    raw = _read_input(src, max_pixels)
     image = read_image(raw, max_pixels=max_pixels)
     pixels = image.rgb.shape[0] * image.rgb.shape[1]
     start = time.perf_counter()
@@ -870,7 +899,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
     from hitcodec import bitstream, targets
     from hitcodec.api import resolve_model
     from hitcodec.compare import panels_at, render
-    from hitcodec.image import CodecImage, read_image
+    from hitcodec.image import DEFAULT_MAX_PIXELS, CodecImage, read_image
 
     output = _as_stdout(output)
     _check_output(output, force)
@@ -880,7 +909,7 @@ def compare(image_path, bpp, output, crop, force, model_path):
     if fmt not in drawn:
         raise click.UsageError(f"cannot draw a figure as .{fmt}; name the output .png, .pdf, .svg or one of "
                                f"{', '.join(sorted(drawn - {'png', 'pdf', 'svg'}))}")
-    raw = _read_input(image_path)
+    raw = _read_input(image_path, DEFAULT_MAX_PIXELS)
     image = read_image(raw)
     warnings = [image.frames_warning()] if image.frames_warning() else []
     if raw[:4] == bitstream.MAGIC:
