@@ -97,11 +97,12 @@ def compress(image: ImageArg, beta2: float = 1.0, beta1: float = 1.0, *, model: 
 def hit_bytes(data: DataArg) -> bytes:
     """The bytes of a .hit file from bytes-like data, a path or a binary file."""
     if isinstance(data, (str, os.PathLike)):
-        return Path(data).read_bytes()
+        with open(data, "rb") as stream:
+            return bitstream.read(stream)
     if isinstance(data, io.TextIOBase):  # its read() would decode the bytes as text first
         raise TypeError("cannot decompress a file opened as text: open it in binary mode ('rb')")
     if hasattr(data, "read"):
-        data = data.read()
+        data = bitstream.read(data)
     if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):  # not bytes(int): that many zero bytes
         return bytes(memoryview(data))
     raise TypeError(f"cannot decompress an object of type {type(data).__name__}: give the bytes of a .hit file, a "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 MAGIC = b"HITC"
 VERSION = 2  # the version written
@@ -19,6 +20,7 @@ MAX_PAYLOADS = 3  # z2, z1 and, for images with alpha, the zlib-compressed alpha
 DEFAULT_MAX_PIXELS = 1 << 28  # refuse to decode declared sizes above this (about 268 megapixels)
 _FIXED = struct.Struct("<4sBBH8sffIIB")  # magic, version, mode, flags, model id, beta2, beta1, width, height, n
 HEADER_MAX = _FIXED.size + 4 * MAX_PAYLOADS + 4 + 4  # the longest header: payload lengths, latents CRC, CRC
+TRAILING_READ = 1 << 20  # bytes after the declared end that `read` reads, so that `unpack` can count them
 
 
 class BitstreamError(ValueError):
@@ -80,6 +82,33 @@ def declared_size(head: bytes) -> int | None:
     if version not in READ_VERSIONS or not 1 <= n <= MAX_PAYLOADS or len(head) < head_size + 4:
         return None
     return head_size + 4 + sum(struct.unpack_from(f"<{n}I", head, _FIXED.size))
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes of ``stream``, fewer only at its end (an unbuffered pipe's read returns what has arrived)."""
+    chunks, left = [], size
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read(stream: BinaryIO) -> bytes:
+    """The bytes of a .hit file from a binary stream, read as far as its header declares and up to `TRAILING_READ`
+    bytes more (so that `unpack` counts trailing bytes): a stream that never ends (/dev/zero, a pipe) is not read
+    until memory runs out. Bytes that are not a header that `unpack` reads are returned as read (it says why)."""
+    head = _read_up_to(stream, HEADER_MAX)
+    size = declared_size(head)
+    if size is None:
+        return head
+    data = head + _read_up_to(stream, max(size - len(head), 0) + TRAILING_READ + 1)
+    if len(data) > size + TRAILING_READ:
+        raise BitstreamError(f"hitcodec file has trailing bytes: more than {TRAILING_READ} after the {size} bytes "
+                             "that its header declares")
+    return data
 
 
 def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[bytes]]:

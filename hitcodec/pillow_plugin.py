@@ -31,8 +31,8 @@ class HitImageFile(ImageFile.ImageFile):
     _hit_data: bytes | None = None  # the file until it is decoded (not there in an unpickled or copied image)
 
     def _open(self) -> None:
-        data = self.fp.read()
         try:
+            data = bitstream.read(self.fp)
             header, _ = bitstream.unpack(data, max_pixels=_ANY_SIZE)  # checks the CRC of the whole file
         except bitstream.BitstreamError as exc:
             raise OSError(str(exc)) from exc

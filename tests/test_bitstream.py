@@ -87,3 +87,36 @@ def test_declared_size_from_the_first_bytes(header):
         assert bitstream.declared_size(refused) is None
         with pytest.raises(BitstreamError):
             bitstream.unpack(refused)
+
+
+def test_read_a_stream_as_far_as_its_header_declares():
+    """bitstream.read: the whole file from a stream, in short reads too (an unbuffered pipe), and no further than
+    the declared end plus TRAILING_READ bytes (so unpack counts trailing bytes): an endless stream is not read."""
+    import io
+    import itertools
+
+    class Trickle(io.RawIOBase):  # 7 bytes per read, then zeros for ever
+        def __init__(self, data):
+            self.chunks = itertools.chain((data[i:i + 7] for i in range(0, len(data), 7)), itertools.repeat(b"\0" * 7))
+            self.served = 0
+
+        def readable(self):
+            return True
+
+        def read(self, size=-1):
+            chunk = next(self.chunks)[:size]
+            self.served += len(chunk)
+            return chunk
+
+    data = bitstream.pack(HEADER, [b"abc" * 30, b"de"])
+    assert bitstream.read(io.BytesIO(data)) == data
+    assert bitstream.read(io.BytesIO(data + b"xyz")) == data + b"xyz"
+    with pytest.raises(BitstreamError, match="trailing"):
+        bitstream.unpack(bitstream.read(io.BytesIO(data + b"xyz")))
+    endless = Trickle(data)
+    with pytest.raises(BitstreamError, match=f"more than {bitstream.TRAILING_READ} after the {len(data)} bytes"):
+        bitstream.read(endless)
+    assert endless.served == len(data) + bitstream.TRAILING_READ + 1
+    zeros = Trickle(b"")
+    assert bitstream.read(zeros) == bytes(bitstream.HEADER_MAX) and zeros.served == bitstream.HEADER_MAX
+    assert bitstream.read(io.BytesIO(data[:30])) == data[:30]

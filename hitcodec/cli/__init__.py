@@ -315,27 +315,18 @@ def _as_stdout(output: str) -> str:
 
 
 _BYTES_PER_PIXEL = 16  # an image file larger than this per allowed pixel is refused (uncompressed RGBA16 takes 8)
-_TRAILING_SHOWN = 1 << 20  # bytes read after the end that a .hit header declares, so the error can count them
 
 
 def _read_input(path: str, max_pixels: int | None = None) -> bytes:
-    """The bytes of ``path`` ('-': standard input). An image (``max_pixels`` given) of more than `_BYTES_PER_PIXEL`
-    bytes per allowed pixel is refused, a .hit file is read as far as its header says: either way a stream that
+    """The bytes of ``path`` ('-': standard input): an image (``max_pixels`` given) of up to `_BYTES_PER_PIXEL`
+    bytes per allowed pixel, a .hit file as far as its header says (`bitstream.read`). Either way a stream that
     never ends (/dev/zero, a pipe) is not read until memory runs out, nor a huge file in full."""
     from hitcodec import bitstream
 
     name = "standard input" if path == "-" else path
     with contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb") as stream:
         if max_pixels is None:
-            head = stream.read(bitstream.HEADER_MAX)
-            size = bitstream.declared_size(head)  # None: unpack says what is wrong with these bytes
-            if size is None:
-                return head
-            data = head + stream.read(max(size - len(head), 0) + _TRAILING_SHOWN + 1)
-            if len(data) > size + _TRAILING_SHOWN:
-                raise CLIError(f"{name}: hitcodec file has trailing bytes: more than {_TRAILING_SHOWN} after the "
-                               f"{size} bytes that its header declares")
-            return data
+            return bitstream.read(stream)
         limit = _BYTES_PER_PIXEL * max_pixels + (1 << 20)
         too_large = CLIError(f"{name}: more than {limit} bytes, more than an image of at most {max_pixels} pixels "
                              "can need (--max-pixels)")
