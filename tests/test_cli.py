@@ -500,6 +500,30 @@ def test_ctrl_c_while_the_command_line_imports_is_one_line():
     assert signal.getsignal(signal.SIGINT) is not hitcodec.cli._interrupted_while_starting
 
 
+def test_ctrl_c_while_a_command_runs_is_one_line(png, tiny_path, tmp_path):
+    """A Ctrl-C while a command runs ended with a blank line and "hitcodec: aborted" (click's handling of a
+    KeyboardInterrupt): now "hitcodec: interrupted" alone, exit 130, and no file written."""
+    import subprocess
+
+    # the Ctrl-C comes when the command reads its input, as a user's would while it works
+    code = """if True:
+        import os, signal, sys
+        import hitcodec.cli as cli
+
+        read = cli._read_input
+        def interrupted(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return read(*args, **kwargs)
+
+        cli._read_input = interrupted
+        cli.main()
+    """
+    r = subprocess.run([sys.executable, "-c", code, "compress", png, "-o", tmp_path / "out.hit", "--model",
+                        tiny_path], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr, r.stdout) == (130, "hitcodec: interrupted\n", "")
+    assert not (tmp_path / "out.hit").exists()
+
+
 def test_folder_inputs_and_worker_processes(tmp_path, tiny_path, photo):
     folder = tmp_path / "imgs"
     folder.mkdir()

@@ -59,6 +59,10 @@ class _TerminatedExit(Exception):
     it print a blank line and call the command aborted)."""
 
 
+class _InterruptedExit(Exception):
+    """A Ctrl-C (KeyboardInterrupt) once out of the command, passed on by click as `_TerminatedExit` is."""
+
+
 def _on_sigterm(signum, frame):
     raise _Terminated
 
@@ -92,6 +96,9 @@ class HitGroup(click.Group):
         except (_TerminatedExit, _Terminated):
             click.echo("hitcodec: terminated", err=True)
             sys.exit(128 + signal.SIGTERM)
+        except _InterruptedExit:
+            click.echo("hitcodec: interrupted", err=True)
+            sys.exit(130)
         except click.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # `hitcodec` alone (click >= 8.2): the help, not an error
                 click.echo(exc.format_message(), err=True)
@@ -121,6 +128,8 @@ class HitGroup(click.Group):
             return super().invoke(ctx)
         except _Terminated:
             raise _TerminatedExit from None
+        except KeyboardInterrupt:
+            raise _InterruptedExit from None
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {9: "\\t", 10: "\\n", 13: "\\r"}
