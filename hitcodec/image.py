@@ -196,8 +196,8 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
     except IsADirectoryError:
         raise ImageError(f"cannot read image: {source} is a folder") from None
     except UnidentifiedImageError as exc:  # its message names the file object, e.g. "<_io.BytesIO object at 0x...>"
-        empty = (not source.getbuffer().nbytes if isinstance(source, io.BytesIO)
-                 else isinstance(source, (str, Path)) and not Path(source).stat().st_size)
+        empty = (not source.getbuffer().nbytes if isinstance(source, io.BytesIO)  # (a device such as /dev/zero
+                 else isinstance(source, (str, Path)) and Path(source).is_file() and not Path(source).stat().st_size)
         raise ImageError("cannot read image: " + ("the file is empty" if empty else
                                                   "not a format that Pillow can read")) from exc
     except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error) as exc:

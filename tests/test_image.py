@@ -2,6 +2,7 @@ import io
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +226,13 @@ def test_bad_data_raises_image_error(data, message, tmp_path):
         with pytest.raises(ImageError, match=message) as info:
             read_image(source)
         assert "object at 0x" not in str(info.value)  # not Pillow's repr of the file object
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_is_not_called_an_empty_file():
+    """/dev/zero has size 0 but is not empty: it was "the file is empty"."""
+    with pytest.raises(ImageError, match="not a format that Pillow can read"):
+        read_image("/dev/zero")
 
 
 def test_float_images_are_refused():
