@@ -7,6 +7,7 @@ checks after decoding them (`hitcodec.codec.latents_crc`); version 1 files are s
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -84,27 +85,29 @@ def declared_size(head: bytes) -> int | None:
     return head_size + 4 + sum(struct.unpack_from(f"<{n}I", head, _FIXED.size))
 
 
-def _read_up_to(stream: BinaryIO, size: int) -> bytes:
-    """``size`` bytes of ``stream``, fewer only at its end (an unbuffered pipe's read returns what has arrived)."""
-    chunks, left = [], size
+def read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes of ``stream``, fewer only at its end (an unbuffered pipe's read returns what has arrived).
+    Read a MiB at a time (a file object's read(n) allocates n bytes before it reads any) into one growing buffer
+    (no second copy at the end, as a join of the pieces would make)."""
+    out, left = io.BytesIO(), size
     while left > 0:
-        chunk = stream.read(left)
+        chunk = stream.read(min(left, 1 << 20))
         if not chunk:
             break
-        chunks.append(chunk)
+        out.write(chunk)
         left -= len(chunk)
-    return b"".join(chunks)
+    return out.getvalue()
 
 
 def read(stream: BinaryIO) -> bytes:
     """The bytes of a .hit file from a binary stream, read as far as its header declares and up to `TRAILING_READ`
     bytes more (so that `unpack` counts trailing bytes): a stream that never ends (/dev/zero, a pipe) is not read
     until memory runs out. Bytes that are not a header that `unpack` reads are returned as read (it says why)."""
-    head = _read_up_to(stream, HEADER_MAX)
+    head = read_up_to(stream, HEADER_MAX)
     size = declared_size(head)
     if size is None:
         return head
-    data = head + _read_up_to(stream, max(size - len(head), 0) + TRAILING_READ + 1)
+    data = head + read_up_to(stream, max(size - len(head), 0) + TRAILING_READ + 1)
     if len(data) > size + TRAILING_READ:
         raise BitstreamError(f"hitcodec file has trailing bytes: more than {TRAILING_READ} after the {size} bytes "
                              "that its header declares")

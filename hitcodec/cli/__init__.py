@@ -343,7 +343,7 @@ def _read_input(path: str, max_pixels: int | None = None) -> bytes:
             info = os.fstat(stream.fileno())
             if stat.S_ISREG(info.st_mode) and info.st_size > limit:
                 raise too_large
-        data = stream.read(limit + 1)
+        data = bitstream.read_up_to(stream, limit + 1)
     if len(data) > limit:
         raise too_large
     return data
