@@ -88,6 +88,18 @@ def test_bad_beta_is_a_usage_error(png, tiny_path, beta):
     assert not (png.parent / "photo.hit").exists()
 
 
+def test_click_usage_errors_read_like_hitcodec_errors(png, tmp_path):
+    """click's messages ("Invalid value for ...: ... x>0.") in hitcodec's style: lower case, no final full stop."""
+    for args, expected in ((["compress", png, "--beta2", "0"],
+                            "hitcodec: error: invalid value for '--beta2': 0.0 is not in the range x>0\n"),
+                           (["compress"], "hitcodec: error: missing argument 'INPUTS...'\n"),
+                           (["info", tmp_path], f"hitcodec: error: invalid value for 'INPUT': File '{tmp_path}' is a "
+                                                "directory\n"),
+                           (["decompress", "--zzz"], "hitcodec: error: no such option '--zzz'\n")):
+        r = run(*args)
+        assert (r.exit_code, r.stderr) == (2, expected)
+
+
 @pytest.mark.parametrize("args", [["compress", "--target-bpp", "inf"], ["compress", "--target-bpp", "nan"],
                                   ["compress", "--target-rates", "inf,0.1"], ["compare", "--bpp", "nan"],
                                   ["compress", "--target-rates", "1e-320,1e308"],

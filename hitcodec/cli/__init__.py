@@ -103,7 +103,7 @@ class HitGroup(click.Group):
             if type(exc).__name__ == "NoArgsIsHelpError":  # `hitcodec` alone (click >= 8.2): the help, not an error
                 click.echo(exc.format_message(), err=True)
             else:
-                click.echo(f"hitcodec: error: {exc.format_message()}", err=True)
+                click.echo(f"hitcodec: error: {_as_ours(exc.format_message())}", err=True)
             sys.exit(EXIT_USAGE)
         except click.exceptions.Abort:
             click.echo("hitcodec: aborted", err=True)
@@ -138,6 +138,14 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {9: "\\t", 10: "\\n",
 def _printable(text: str) -> str:
     """``text`` with control characters escaped (a file name with a newline keeps its line one line)."""
     return text.translate(_CONTROL)
+
+
+def _as_ours(message: str) -> str:
+    """A message of click's in the style of hitcodec's own: "Invalid value for '--beta2': ... x>0." becomes
+    "invalid value for '--beta2': ... x>0" (a first word in capitals, such as 'INPUT', is kept)."""
+    if message[:2].isupper() or not message[:1].isupper():
+        return message
+    return message[0].lower() + message[1:].removesuffix(".")
 
 
 def _one_line(exc: BaseException) -> str:
