@@ -20,6 +20,8 @@ Rules (also in README):
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import threading
 from dataclasses import dataclass, replace
@@ -29,6 +31,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hitcodec.bitstream import read_up_to
+
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit (about 89 megapixels)
 _PILLOW_LIMIT = threading.Lock()  # Pillow's limit is a global; we swap it for our own check
@@ -36,6 +40,28 @@ _PILLOW_LIMIT = threading.Lock()  # Pillow's limit is a global; we swap it for o
 
 class ImageError(ValueError):
     """An input that cannot be read as an image."""
+
+
+BYTES_PER_PIXEL = 16  # an image file larger than this per allowed pixel is refused (uncompressed RGBA16 takes 8)
+
+
+def read_stream(stream: BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of an image file from a binary stream, from where it is: up to `BYTES_PER_PIXEL` bytes per allowed
+    pixel and 1 MiB more, so that a stream that never ends (/dev/zero, a pipe) is not read until memory runs out,
+    nor a huge file in full; more raises ImageError (a regular file's size is checked before it is read)."""
+    limit = BYTES_PER_PIXEL * max_pixels + (1 << 20)
+    too_large = ImageError(f"cannot read image: more than {limit} bytes, more than an image of at most {max_pixels} "
+                           "pixels can need; raise the limit with --max-pixels (max_pixels= in Python)")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no file descriptor: no size
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size - stream.tell() > limit:
+        raise too_large
+    data = read_up_to(stream, limit + 1)
+    if len(data) > limit:
+        raise too_large
+    return data
 
 
 @dataclass(frozen=True)
@@ -173,7 +199,7 @@ def read_image(source: str | Path | BinaryIO | bytes, max_pixels: int = DEFAULT_
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     elif hasattr(source, "read"):  # from where the file is (Pillow would seek to its start), as decompress reads
-        source = io.BytesIO(source.read())
+        source = io.BytesIO(read_stream(source, max_pixels))
     try:
         with _PILLOW_LIMIT:
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None

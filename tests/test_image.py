@@ -235,6 +235,34 @@ def test_a_device_is_not_called_an_empty_file():
         read_image("/dev/zero")
 
 
+def test_a_file_object_is_read_no_further_than_an_allowed_image_can_need(tmp_path):
+    """hitcodec.compress(file object) used to read it to its end: /dev/zero or an endless pipe until memory ran
+    out. It is read up to 16 bytes per allowed pixel and 1 MiB more; a larger regular file is refused unread."""
+    png = _png(Image.new("RGB", (50, 40), (10, 200, 30)))
+    with pytest.raises(ImageError, match="more than 1064576 bytes.*--max-pixels"):
+        read_image(io.BufferedReader(_Endless()), max_pixels=1000)
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:  # sparse, never read
+        f.write(png)
+        f.truncate(1 << 21)
+    with open(huge, "rb") as f, pytest.raises(ImageError, match="more than 1064576 bytes"):
+        read_image(f, max_pixels=1000)
+    with open(huge, "rb") as f:
+        f.seek((1 << 21) - 1_000_000)  # from where the file is: what is left of it is within the limit
+        with pytest.raises(ImageError, match="not a format"):
+            read_image(f, max_pixels=1000)
+    assert read_image(io.BytesIO(png), max_pixels=2000).rgb.shape == (40, 50, 3)
+
+
+class _Endless(io.RawIOBase):
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
 def test_float_images_are_refused():
     with pytest.raises(ImageError, match="floating-point"):
         from_pil(Image.new("F", (2, 2)))

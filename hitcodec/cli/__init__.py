@@ -331,30 +331,15 @@ def _as_stdout(output: str) -> str:
         return output
 
 
-_BYTES_PER_PIXEL = 16  # an image file larger than this per allowed pixel is refused (uncompressed RGBA16 takes 8)
-
-
 def _read_input(path: str, max_pixels: int | None = None) -> bytes:
-    """The bytes of ``path`` ('-': standard input): an image (``max_pixels`` given) of up to `_BYTES_PER_PIXEL`
-    bytes per allowed pixel, a .hit file as far as its header says (`bitstream.read`). Either way a stream that
-    never ends (/dev/zero, a pipe) is not read until memory runs out, nor a huge file in full."""
+    """The bytes of ``path`` ('-': standard input): an image (``max_pixels`` given) as far as `image.read_stream`
+    reads one, a .hit file as far as its header says (`bitstream.read`). Either way a stream that never ends
+    (/dev/zero, a pipe) is not read until memory runs out, nor a huge file in full."""
     from hitcodec import bitstream
+    from hitcodec.image import read_stream
 
-    name = "standard input" if path == "-" else path
     with contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb") as stream:
-        if max_pixels is None:
-            return bitstream.read(stream)
-        limit = _BYTES_PER_PIXEL * max_pixels + (1 << 20)
-        too_large = CLIError(f"{name}: more than {limit} bytes, more than an image of at most {max_pixels} pixels "
-                             "can need (--max-pixels)")
-        with contextlib.suppress(OSError, ValueError):  # (a stream without a file descriptor has no size)
-            info = os.fstat(stream.fileno())
-            if stat.S_ISREG(info.st_mode) and info.st_size > limit:
-                raise too_large
-        data = bitstream.read_up_to(stream, limit + 1)
-    if len(data) > limit:
-        raise too_large
-    return data
+        return bitstream.read(stream) if max_pixels is None else read_stream(stream, max_pixels)
 
 
 def _expand_inputs(inputs: tuple[str, ...], suffixes: set[str], what: str) -> tuple[tuple[str, ...], list[str]]:
