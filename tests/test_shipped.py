@@ -25,7 +25,7 @@ def sample():
 # of the sample photo at beta2 = beta1 = 0.5, coded by the shipped model (`codec.encode`); the SHA-256 of their
 # decoded symbols per layer (the same for both). A file must decode to the same latents on every machine and after
 # every update of torch or constriction: a change in the priors' numerics or in the entropy model fails here. A new
-# shipped model needs a new golden file (docs/training.md, "On this machine").
+# shipped model needs new golden files: `python tests/make_golden.py` (docs/training.md, "On this machine").
 GOLDEN_SYMBOLS = {"z2": "cdc3a7643437153deca8785848598fb99c8528549fa04f2fa41b86a8f7f1341f",
                   "z1": "caa95a4430589c48ce32a375f42d576494fc807f2cd5606a911d16b7c21564d6"}
 
