@@ -391,8 +391,11 @@ def _save(path: Path, state: dict | Path) -> None:
         if isinstance(state, Path):
             shutil.copyfile(state, tmp)
         else:
-            torch.save(state, tmp)
+            with open(tmp, "wb") as f:  # (a path would go to torch's own writer, whose errors name no file)
+                torch.save(state, f)
         os.replace(tmp, path)
+    except OSError as exc:  # the checkpoint's name, not the temporary file's (disk full, folder not writable)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -524,12 +527,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
     averaged = _weight_average(model, cfg, state, resume)  # after prepare_model: in the same memory layout
     evaluated = model if averaged is None else averaged.module  # what dev-eval scores and "model" holds
     out_dir.mkdir(parents=True, exist_ok=True)  # once the data, the dev photos and the checkpoint have loaded
-    if carried is not None and rank == 0:
-        _save(out_dir / "best.pt", carried)
     log.info("training on %d images, %d dev images, from step %d", len(sampler), len(dev_images), step)
 
     def checkpoint(result: dict) -> None:
-        nonlocal best
+        nonlocal best, carried
         if not math.isfinite(result["score"]):
             raise TrainingDiverged(f"training diverged by step {step} (dev score {result['score']}); the "
                                    f"checkpoints in {out_dir} stay as they were: resume with a lower --lr")
@@ -544,6 +545,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
             ckpt["train_model"] = model.state_dict()
         if is_best:  # best.pt first: last.pt never records a best score that best.pt does not hold
             _save(out_dir / "best.pt", ckpt)
+        elif carried is not None:  # with the first checkpoint, not before: a new folder that holds only best.pt
+            _save(out_dir / "best.pt", carried)  # would be "another run" to the same command run again
+        carried = None
         _save(out_dir / "last.pt", ckpt)
         with open(out_dir / "log.jsonl", "a") as f:  # after the checkpoints: the log names only saved steps
             f.write(json.dumps(entry) + "\n")
@@ -554,47 +558,49 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                dynamic_ncols=True)  # a --minutes budget ends the run by the clock: no step total to count down
     result: dict = {}
     first_step = step
-    while step < cfg.steps:
-        done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
-                else (step - run_start) / max(cfg.steps - run_start, 1))
-        warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
-        _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
-        x = sampler.sample(cfg.batch // 2).repeat(2, 1, 1, 1) if cfg.paired_betas else sampler.sample(cfg.batch)
-        beta2, beta1 = sample_betas(1 if cfg.beta_per_batch else cfg.batch, cfg.betas, gen, beta_range)
-        if cfg.beta_per_batch:  # one draw for every image of the batch
-            beta2, beta1 = beta2.repeat(cfg.batch), beta1.repeat(cfg.batch)
-        if cfg.beta_warmup > step and not at_points:
-            beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
-        beta2, beta1 = to_device((beta2, beta1), device)
-        z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
-        out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
-        if averaged is not None:
-            averaged.update_parameters(model)
-        step += 1
-        bar.update(1)
-        if step % 10 == 0:
-            with torch.no_grad():
-                pixels = x.shape[2] * x.shape[3]
-                bpp = ((out["rate_z2"] + out["rate_z1"]).mean() / math.log(2) / pixels).item()
-                mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).mean().item()
-            bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{bpp:.3f}",
-                            psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}", refresh=False)
-        out_of_time = cfg.minutes > 0 and time.time() - start > cfg.minutes * 60
-        if world > 1:  # every process stops at the same step: process 0's clock decides
-            import torch.distributed as dist
+    try:
+        while step < cfg.steps:
+            done = ((time.time() - start) / (cfg.minutes * 60) if cfg.minutes > 0
+                    else (step - run_start) / max(cfg.steps - run_start, 1))
+            warm = min(1.0, (step - first_step + 1) / warmup) if warmup else 1.0
+            _set_lr(opt, cfg, dropped=done >= cfg.lr_drop, warm=warm)
+            x = sampler.sample(cfg.batch // 2).repeat(2, 1, 1, 1) if cfg.paired_betas else sampler.sample(cfg.batch)
+            beta2, beta1 = sample_betas(1 if cfg.beta_per_batch else cfg.batch, cfg.betas, gen, beta_range)
+            if cfg.beta_per_batch:  # one draw for every image of the batch
+                beta2, beta1 = beta2.repeat(cfg.batch), beta1.repeat(cfg.batch)
+            if cfg.beta_warmup > step and not at_points:
+                beta2, beta1 = open_betas(beta2, beta1, step / cfg.beta_warmup, beta_range)
+            beta2, beta1 = to_device((beta2, beta1), device)
+            z2_weight = min(1.0, step / cfg.z2_warmup) if cfg.z2_warmup > 0 else 1.0
+            out, losses = training_step(net, model, opt, x, beta2, beta1, cfg, z2_weight)
+            if averaged is not None:
+                averaged.update_parameters(model)
+            step += 1
+            bar.update(1)
+            if step % 10 == 0:
+                with torch.no_grad():
+                    pixels = x.shape[2] * x.shape[3]
+                    bpp = ((out["rate_z2"] + out["rate_z1"]).mean() / math.log(2) / pixels).item()
+                    mse = ((x - out["x_hat"].clamp(0, 1)) ** 2).mean().item()
+                bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{bpp:.3f}",
+                                psnr=f"{10 * math.log10(1 / max(mse, 1e-10)):.2f}", refresh=False)
+            out_of_time = cfg.minutes > 0 and time.time() - start > cfg.minutes * 60
+            if world > 1:  # every process stops at the same step: process 0's clock decides
+                import torch.distributed as dist
 
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.broadcast(flag, 0)
-            out_of_time = bool(flag.item())
-        if (step % cfg.eval_every == 0 or step == cfg.steps or out_of_time) and rank == 0:
-            result = dev_eval(evaluated, dev_images, device)
-            checkpoint(result)
-            summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
-                               for p in result["points"])
-            bar.write(f"step {step} dev score {result['score']:.4f} (mean {result['score_mean']:.4f}) {summary}")
-        if out_of_time:
-            break
-    bar.close()
+                flag = torch.tensor([float(out_of_time)], device=device)
+                dist.broadcast(flag, 0)
+                out_of_time = bool(flag.item())
+            if (step % cfg.eval_every == 0 or step == cfg.steps or out_of_time) and rank == 0:
+                result = dev_eval(evaluated, dev_images, device)
+                checkpoint(result)
+                summary = " ".join(f"({p['beta2']:g},{p['beta1']:g}):{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB"
+                                   for p in result["points"])
+                bar.write(f"step {step} dev score {result['score']:.4f} (mean {result['score_mean']:.4f}) {summary}")
+            if out_of_time:
+                break
+    finally:  # an error or Ctrl-C then starts a line of its own, not the end of the bar's
+        bar.close()
     if world > 1:
         import torch.distributed as dist
 

@@ -871,6 +871,19 @@ def test_fetch_data_reports_a_failing_apt_in_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "photos").exists()
 
 
+def test_fetch_data_checks_its_folder_before_apt(tmp_path, monkeypatch):
+    """A folder that cannot be written was found only after apt-get update and a 44 MB download."""
+    import hitcodec.data
+
+    monkeypatch.setattr(hitcodec.data, "fetch_training_photos", lambda out: pytest.fail("fetched"))
+    (tmp_path / "afile").write_bytes(b"")
+    r = run("fetch-data", tmp_path / "afile" / "photos")
+    assert r.exit_code == 1 and r.stderr == (f"hitcodec: error: cannot write in {tmp_path / 'afile' / 'photos'}: "
+                                             f"{tmp_path / 'afile'} is not a folder\n"), r.output
+    r = run("fetch-data", "")
+    assert r.exit_code == 2 and "an empty name; give a folder name" in r.stderr, r.output
+
+
 def test_hitcodec_alone_shows_its_help_without_calling_it_an_error():
     r = run()
     assert r.exit_code == 2 and r.stderr.startswith("Usage: "), r.stderr  # was "hitcodec: error: Usage: ..."

@@ -619,7 +619,9 @@ def test_a_diverged_run_stops_without_overwriting_its_checkpoints(tmp_path, tiny
     monkeypatch.setattr(hitcodec.train, "dev_eval", lambda *args: {"score": math.nan, "score_mean": math.nan,
                                                                    "points": []})
     result = CliRunner().invoke(main, ["train", "--resume", str(out / "last.pt"), *common, "--steps", "2"])
-    assert result.exit_code == 1 and "diverged" in result.output and result.output.count("\n") == 1
+    error = result.output.split("\n")[-2]  # on a line of its own, after the closed progress bar
+    assert result.exit_code == 1 and error.startswith("hitcodec: error: training diverged"), result.output
+    assert result.output.count("hitcodec:") == 1 and result.output.endswith("\n")
     assert (out / "last.pt").read_bytes() == before and len((out / "log.jsonl").read_text().splitlines()) == 1
 
 
@@ -630,7 +632,7 @@ def test_save_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatch):
     training._save(path, {"step": 1})
 
     def interrupted(state, target):
-        Path(target).write_bytes(b"half")
+        target.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", interrupted)
@@ -657,6 +659,90 @@ def test_a_run_moved_to_a_new_folder_keeps_the_campaigns_best(tmp_path, tiny_pat
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "best.pt").read_bytes() == (tmp_path / "a" / "best.pt").read_bytes()
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+
+
+def test_a_failed_save_names_the_checkpoint(tmp_path, monkeypatch):
+    """torch.save to a path used torch's own writer, whose error named no file ("[enforce fail at
+    inline_container.cc:747] . open file failed with strerror: Permission denied")."""
+    from hitcodec import train as training
+
+    def disk_full(state, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        training._save(tmp_path / "last.pt", {"step": 1})
+    assert info.value.filename == str(tmp_path / "last.pt") and list(tmp_path.iterdir()) == []
+
+
+def test_a_run_moved_to_a_new_folder_and_stopped_before_its_first_checkpoint_runs_again(tmp_path, tiny_path, photo,
+                                                                                         monkeypatch):
+    """The campaign's best.pt used to be copied into the new folder before the first step: stopped before its first
+    checkpoint, the folder then held only best.pt, and the same command was refused as "another run"."""
+    from click.testing import CliRunner
+
+    import hitcodec.train
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    common = ["--data", str(tmp_path), "--patch", "64", "--batch", "1"]
+    assert CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--out", str(tmp_path / "a"), *common,
+                                     "--steps", "1"]).exit_code == 0
+    again = ["train", "--resume", str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "b"), *common,
+             "--steps", "2"]
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hitcodec.train, "training_step", interrupted)
+        result = CliRunner().invoke(main, again)
+    assert result.exit_code == 130 and not list((tmp_path / "b").iterdir()), result.output
+    result = CliRunner().invoke(main, again)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2 and (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_train_cli_checks_its_folders_before_training(tmp_path, tiny_path, photo):
+    """An --out that cannot be written failed only at the first checkpoint (after up to --eval-every steps), an
+    empty --data or --out meant the current folder, and --bins-init was ignored on resume."""
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "0.png")
+    (tmp_path / "afile").write_bytes(b"")
+    common = ["--resume", str(tiny_path), "--patch", "64", "--batch", "1", "--steps", "1"]
+    result = CliRunner().invoke(main, ["train", *common, "--data", str(tmp_path), "--out",
+                                       str(tmp_path / "afile" / "run")])
+    run = tmp_path / "afile" / "run"
+    assert result.exit_code == 1, result.output
+    assert result.output == f"hitcodec: error: cannot write in {run}: {tmp_path / 'afile'} is not a folder\n"
+    for option in ("--data", "--out"):
+        args = {"--data": str(tmp_path), "--out": str(tmp_path / "run"), option: ""}
+        result = CliRunner().invoke(main, ["train", *common, *[x for kv in args.items() for x in kv]])
+        assert result.exit_code == 2 and "an empty name" in result.output, result.output
+    result = CliRunner().invoke(main, ["train", *common, "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                                       "--latent-bins", "--bins-init", "sqrt-beta"])
+    assert result.exit_code == 2 and "--bins-init is for a new model" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_photos_in_16_bits_are_reduced_not_clipped_and_huge_ones_skipped(tmp_path, photo):
+    import struct
+    import zlib
+
+    from hitcodec.data import load_rgb_uint8
+
+    gray = photo[:, :, 1]
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png")  # opens as I;16 (or I)
+    assert np.array_equal(load_rgb_uint8(tmp_path / "g16.png"), np.repeat(gray[:, :, None], 3, axis=2))
+    png = bytearray((tmp_path / "g16.png").read_bytes())  # the IHDR chunk declares 30000x30000: over twice
+    png[16:24] = struct.pack(">II", 30000, 30000)  # Pillow's limit, DecompressionBombError (no OSError)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(png))
+    with pytest.raises(ValueError, match="cannot read training image .*bomb.png"):
+        load_rgb_uint8(tmp_path / "bomb.png")
 
 
 def test_train_cli_missing_resume_is_no_such_file(tmp_path):

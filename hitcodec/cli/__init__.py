@@ -199,7 +199,8 @@ def _parse_rates(text: str) -> tuple[float, float]:
 
 def _not_empty(ctx, param, value: str | None) -> str | None:
     if value == "":
-        raise click.BadParameter("an empty name; give a file name" if isinstance(param, click.Argument) else
+        what = "folder" if not getattr(param.type, "file_okay", True) else "file"
+        raise click.BadParameter(f"an empty name; give a {what} name" if isinstance(param, click.Argument) else
                                  "an empty name; give a file or folder name, or leave the option out")
     return value
 
@@ -223,6 +224,21 @@ def _check_output(path: Path | str, force: bool) -> Path:
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write {path}: the folder {target.parent} is not writable")
     return path
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Refuse a folder that cannot be made or written to (by trying: root passes os.access, a read-only mount
+    does not). Where it does not exist yet, its nearest existing parent is tried; nothing is left behind."""
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"cannot write in {folder}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write in {folder}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def _file_mode(path: Path) -> int:
@@ -525,7 +541,18 @@ def _run_many(inputs: tuple[str, ...], outputs: list[str], force: bool, job, hit
 @click.option("-v", "--verbose", is_flag=True, help="Log details of train and fetch-data (data found, resumed state).")
 def main(verbose: bool) -> None:
     """hitcodec: learned lossy image compression with per-layer control of the bitrate split."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormat("%(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _LogFormat(logging.Formatter):
+    """Log lines of train and fetch-data: warnings and errors as hitcodec's own ("hitcodec: warning: ..."), the
+    details of -v as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"hitcodec: {record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
 
 
 def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -997,9 +1024,11 @@ def _check_betas_mode(ctx, param, value):
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Folder of training images.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the log.")
-@click.option("--resume", type=click.Path(dir_okay=False, readable=False),
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), callback=_not_empty,
+              help="Folder of training images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=_not_empty,
+              help="Folder for checkpoints and the log.")
+@click.option("--resume", type=click.Path(dir_okay=False, readable=False), callback=_not_empty,
               help="Continue from this checkpoint (its config is used), or from an exported weights file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total steps to reach (across resumes); default 1000000.")
 @click.option("--minutes", type=POSITIVE, help="Wall-clock budget of this run (a resumed run has none unless given "
@@ -1090,6 +1119,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
                          ema=ema)
     if cfg.patch % 64:
         raise click.UsageError("--patch must be a multiple of 64")
+    if resume and bins_init is not None:  # (bin widths added to resumed weights start as the identity)
+        raise click.UsageError("--bins-init is for a new model's bin widths, not with --resume")
     if not resume and cfg.bins_init == "sqrt-beta" and not cfg.latent_bins:
         raise click.UsageError("--bins-init sqrt-beta needs --latent-bins (a new model's learned bin widths)")
     try:
@@ -1104,17 +1135,19 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
     if taken and not own_folder:
         raise CLIError(f"{out} holds another run ({', '.join(taken)}): continue it with --resume {out / taken[0]}, "
                        "or give another --out")
+    _check_writable_folder(out)  # now, not at the first checkpoint, after minutes of training
     result = run_training(cfg, resume=resume)
     click.echo(f"done: dev score {result.get('score', float('nan')):.4f}, checkpoints in {cfg.out}")
 
 
 @main.command("fetch-data")
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False), callback=_not_empty)
 @verbose_option
 def fetch_data(out_dir):
     """Fetch and prepare the offline training photos (Debian packages, no root install needed)."""
     from hitcodec.data import fetch_training_photos
 
+    _check_writable_folder(Path(out_dir))  # before apt-get's update and a 44 MB download
     count = fetch_training_photos(Path(out_dir))
     click.echo(f"wrote {count} training photos to {out_dir}")
 
