@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,14 @@ class TrainConfig:
     @classmethod
     def from_checkpoint(cls, stored: dict) -> "TrainConfig":
         """The config stored in a checkpoint. Those written before ``loss_norm`` existed trained with "sqrt-beta",
-        and keep it when resumed."""
+        and keep it when resumed. A value of the wrong type (a foreign or edited file) is a ValueError."""
+        defaults = {f.name: "" if f.default is MISSING else f.default for f in fields(cls)}
+        for name, value in stored.items():
+            default = defaults.get(name)
+            kinds = ((bool,) if isinstance(default, bool) else (int,) if isinstance(default, int) else
+                     (int, float) if isinstance(default, float) else (str,) if isinstance(default, str) else None)
+            if kinds and (not isinstance(value, kinds) or isinstance(value, bool) != isinstance(default, bool)):
+                raise ValueError(f"its {name} is {value!r}, not of type {kinds[-1].__name__}")
         return cls(**{"loss_norm": "sqrt-beta", **stored})
 
     def model_config(self, model_cfg: GHVAEConfig) -> GHVAEConfig:

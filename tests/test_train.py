@@ -578,7 +578,9 @@ def test_train_cli_refuses_foreign_checkpoints_in_one_line(tmp_path, tiny_path, 
                               "--patch", "64", "--batch", "1", "--steps", "1"])
     state = load_checkpoint(out / "last.pt")
     for name, broken in (("newer", {**state, "train_config": {**state["train_config"], "future_option": 1}}),
-                         ("config", {**state, "model_config": "hello"}), ("step", {**state, "step": "x"})):
+                         ("config", {**state, "model_config": "hello"}), ("step", {**state, "step": "x"}),
+                         ("typed", {**state, "train_config": {**state["train_config"], "batch": "2"}}),  # was a
+                         ("flag", {**state, "train_config": {**state["train_config"], "amp": 1}})):  # traceback
         path = tmp_path / f"{name}.pt"
         torch.save(broken, path)
         result = CliRunner().invoke(main, ["train", "--resume", str(path), "--steps", "5"])
@@ -726,6 +728,21 @@ def test_train_cli_checks_its_folders_before_training(tmp_path, tiny_path, photo
                                        "--latent-bins", "--bins-init", "sqrt-beta"])
     assert result.exit_code == 2 and "--bins-init is for a new model" in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_train_cli_stores_the_data_folder_as_an_absolute_path(tmp_path, tiny_path, photo, monkeypatch):
+    """Stored as typed ("data"), a resume from another folder trained on whatever "data" was there, silently."""
+    from click.testing import CliRunner
+
+    from hitcodec.cli import main
+
+    (tmp_path / "data").mkdir()
+    Image.fromarray(photo).save(tmp_path / "data" / "0.png")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "--resume", str(tiny_path), "--data", "data", "--out", "run",
+                                       "--patch", "64", "--batch", "1", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["data"] == str(tmp_path / "data")
 
 
 def test_training_photos_in_16_bits_are_reduced_not_clipped_and_huge_ones_skipped(tmp_path, photo):

@@ -1105,6 +1105,8 @@ def train(data_dir, out_dir, resume, steps, minutes, batch, patch, lr, lr_drop, 
         raise CLIError(f"{resume} is not a checkpoint this version of hitcodec can resume ({_one_line(exc)})") from None
     if cfg is None and (data_dir is None or out_dir is None):
         raise click.UsageError("--data and --out are required unless --resume gives a training checkpoint")
+    if data_dir is not None:  # stored as an absolute path: a resume from another folder trains on the same photos
+        data_dir = os.path.abspath(data_dir)
     if cfg is None:
         cfg = TrainConfig(data=data_dir, out=out_dir)
     elif out_dir is None:  # a run continues in its own folder, wherever it was moved or copied to
