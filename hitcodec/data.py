@@ -180,13 +180,13 @@ def list_images(folder: Path) -> list[Path]:
 
 def load_rgb_uint8(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 array of an image file, converted to RGB; a ValueError naming the file if it does not read
-    (or is over twice Pillow's decompression-bomb limit). 16-bit and 32-bit gray are reduced to 8 bits as the codec
-    reduces them (`image.from_pil`; Pillow's convert would clip them at 255, nearly white)."""
+    (or is over twice Pillow's decompression-bomb limit). 16-bit and 32-bit integer gray are reduced to 8 bits as the
+    codec reduces them (`image.from_pil`; Pillow's convert would clip them at 255, nearly white)."""
     from hitcodec.image import from_pil
 
     try:
         with Image.open(path) as im:
-            if im.mode.startswith("I") or im.mode == "F":
+            if im.mode.startswith("I"):
                 return from_pil(im).rgb
             return np.array(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -52,11 +52,14 @@ def read_stream(stream: BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes
     limit = BYTES_PER_PIXEL * max_pixels + (1 << 20)
     too_large = ImageError(f"cannot read image: more than {limit} bytes, more than an image of at most {max_pixels} "
                            "pixels can need; raise the limit with --max-pixels (max_pixels= in Python)")
-    try:
-        info = os.fstat(stream.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no file descriptor: no size
-        info = None
-    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size - stream.tell() > limit:
+    left = 0
+    if isinstance(stream, (io.BufferedReader, io.FileIO)):  # (fileno() of others may have side effects, such as
+        try:  # a SpooledTemporaryFile's rolling over to disk)
+            info = os.fstat(stream.fileno())
+            left = info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else 0
+        except (OSError, ValueError):  # no file descriptor, or not seekable: no size
+            pass
+    if left > limit:
         raise too_large
     data = read_up_to(stream, limit + 1)
     if len(data) > limit:

@@ -9,6 +9,7 @@ dev-eval rate/distortion objective, not by the training loss.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -390,21 +391,26 @@ class TrainingDiverged(RuntimeError):
     """The dev score became nan or inf: the run stops without overwriting its checkpoints."""
 
 
-def _save(path: Path, state: dict | Path) -> None:
-    """torch.save ``state`` (or copy the file ``state``) to a temporary file and rename it: ``path`` is the old
-    file or the new one, never half of one."""
+def _save(path: Path, state: dict | Path | bytes) -> None:
+    """torch.save ``state`` (or copy the file ``state``, or write the bytes) to a temporary file and rename it:
+    ``path`` is the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         if isinstance(state, Path):
             shutil.copyfile(state, tmp)
+        elif isinstance(state, bytes):
+            tmp.write_bytes(state)
         else:
             with open(tmp, "wb") as f:  # (a path would go to torch's own writer, whose errors name no file)
                 torch.save(state, f)
         os.replace(tmp, path)
     except OSError as exc:  # the checkpoint's name, not the temporary file's (disk full, folder not writable)
+        if exc.filename not in (str(tmp), None):
+            raise
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (where the folder is not one, unlink fails too)
+            tmp.unlink()
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
@@ -494,7 +500,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
         log.info("bin widths start at sqrt(beta): largest fit error %.3f in ln(width)", init_bins_sqrt_beta(model))
     model = model.to(device)
     opt = _optimizer(model, cfg)
-    step, best, history, rescore, warmup, carried = 0, math.inf, [], None, cfg.lr_warmup, None
+    step, best, history, rescore, warmup, carried, carried_from = 0, math.inf, [], None, cfg.lr_warmup, None, None
     run_start = 0  # the step this run's learning-rate schedule (--lr-drop of --steps) counts from
     if state is not None:
         step = run_start = state.get("step", 0)
@@ -512,11 +518,12 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 rescore = Path(resume).with_name("best.pt")
             source_best = Path(resume).with_name("best.pt")  # resumed into a new folder: the campaign's best.pt
             if source_best.is_file() and not (out_dir / "best.pt").exists():  # comes along
-                carried = source_best
+                carried_from, carried = source_best, source_best.read_bytes()  # as it is now: written with the
+                # first checkpoint, whatever becomes of the file meanwhile
     if carried is None and not (out_dir / "best.pt").exists():  # no best.pt to compare with: this run's first
         best = math.inf  # evaluation writes one
     elif state is not None and "optimizer" in state and rescore is None:  # best.pt's own score, where an interrupt
-        best = min(best, _stored_best(carried or out_dir / "best.pt"))  # came after it and before last.pt
+        best = min(best, _stored_best(carried_from or out_dir / "best.pt"))  # came after it and before last.pt
     if step >= cfg.steps:
         raise ValueError(f"{resume or 'the run'} is already at step {step}, which --steps {cfg.steps} does not exceed; "
                          "give a larger --steps")

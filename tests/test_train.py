@@ -675,6 +675,14 @@ def test_a_failed_save_names_the_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left on device") as info:
         training._save(tmp_path / "last.pt", {"step": 1})
     assert info.value.filename == str(tmp_path / "last.pt") and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(NotADirectoryError) as info:  # torch's own writer named no file here
+        training._save(tmp_path / "afile" / "last.pt", {"step": 1})
+    assert info.value.filename == str(tmp_path / "afile" / "last.pt")
+    with pytest.raises(FileNotFoundError) as info:  # a file that is copied: its own name
+        training._save(tmp_path / "best.pt", tmp_path / "gone.pt")
+    assert info.value.filename == str(tmp_path / "gone.pt")
 
 
 def test_a_run_moved_to_a_new_folder_and_stopped_before_its_first_checkpoint_runs_again(tmp_path, tiny_path, photo,
@@ -700,9 +708,16 @@ def test_a_run_moved_to_a_new_folder_and_stopped_before_its_first_checkpoint_run
         patch.setattr(hitcodec.train, "training_step", interrupted)
         result = CliRunner().invoke(main, again)
     assert result.exit_code == 130 and not list((tmp_path / "b").iterdir()), result.output
-    result = CliRunner().invoke(main, again)
+    def moved_away(*args):  # the campaign's best.pt is taken as it was at the start
+        (tmp_path / "a" / "best.pt").rename(tmp_path / "a" / "old.pt")
+        return {"score": 1e9, "score_mean": 1e9, "points": []}  # worse: b/best.pt is a's
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hitcodec.train, "dev_eval", moved_away)
+        result = CliRunner().invoke(main, again)
     assert result.exit_code == 0, result.output
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2 and (tmp_path / "b" / "best.pt").is_file()
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+    assert (tmp_path / "b" / "best.pt").read_bytes() == (tmp_path / "a" / "old.pt").read_bytes()
 
 
 def test_train_cli_checks_its_folders_before_training(tmp_path, tiny_path, photo):
@@ -728,6 +743,19 @@ def test_train_cli_checks_its_folders_before_training(tmp_path, tiny_path, photo
                                        "--latent-bins", "--bins-init", "sqrt-beta"])
     assert result.exit_code == 2 and "--bins-init is for a new model" in result.output, result.output
     assert not (tmp_path / "run").exists()
+    import tempfile
+
+    import hitcodec.train
+
+    def read_only(*args, **kwargs):  # a read-only mount, or a folder without write permission (root passes chmod)
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "TemporaryFile", read_only)
+        patch.setattr(hitcodec.train, "train", lambda *args, **kwargs: pytest.fail("trained"))
+        result = CliRunner().invoke(main, ["train", *common, "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert result.output == f"hitcodec: error: cannot write in {tmp_path / 'run'}: permission denied\n"
 
 
 def test_train_cli_stores_the_data_folder_as_an_absolute_path(tmp_path, tiny_path, photo, monkeypatch):

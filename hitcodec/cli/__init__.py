@@ -199,9 +199,11 @@ def _parse_rates(text: str) -> tuple[float, float]:
 
 def _not_empty(ctx, param, value: str | None) -> str | None:
     if value == "":
-        what = "folder" if not getattr(param.type, "file_okay", True) else "file"
-        raise click.BadParameter(f"an empty name; give a {what} name" if isinstance(param, click.Argument) else
-                                 "an empty name; give a file or folder name, or leave the option out")
+        file_okay, dir_okay = getattr(param.type, "file_okay", True), getattr(param.type, "dir_okay", True)
+        what = "folder" if not file_okay else "file" if not dir_okay or isinstance(param, click.Argument) else \
+            "file or folder"
+        raise click.BadParameter(f"an empty name; give a {what} name" + (
+            "" if isinstance(param, click.Argument) else ", or leave the option out"))
     return value
 
 
