@@ -518,8 +518,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True,
                 rescore = Path(resume).with_name("best.pt")
             source_best = Path(resume).with_name("best.pt")  # resumed into a new folder: the campaign's best.pt
             if source_best.is_file() and not (out_dir / "best.pt").exists():  # comes along
-                carried_from, carried = source_best, source_best.read_bytes()  # as it is now: written with the
-                # first checkpoint, whatever becomes of the file meanwhile
+                carried_from, carried = source_best, source_best.read_bytes() if rank == 0 else b""  # as it is
+                # now (process 0 writes checkpoints): written with the first one, whatever becomes of the file
     if carried is None and not (out_dir / "best.pt").exists():  # no best.pt to compare with: this run's first
         best = math.inf  # evaluation writes one
     elif state is not None and "optimizer" in state and rescore is None:  # best.pt's own score, where an interrupt
