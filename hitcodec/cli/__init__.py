@@ -199,11 +199,15 @@ def _parse_rates(text: str) -> tuple[float, float]:
 
 def _not_empty(ctx, param, value: str | None) -> str | None:
     if value == "":
-        file_okay, dir_okay = getattr(param.type, "file_okay", True), getattr(param.type, "dir_okay", True)
-        what = "folder" if not file_okay else "file" if not dir_okay or isinstance(param, click.Argument) else \
-            "file or folder"
-        raise click.BadParameter(f"an empty name; give a {what} name" + (
-            "" if isinstance(param, click.Argument) else ", or leave the option out"))
+        argument = isinstance(param, click.Argument)
+        if not getattr(param.type, "file_okay", True):
+            what = "folder"
+        elif argument or not getattr(param.type, "dir_okay", True):
+            what = "file"
+        else:
+            what = "file or folder"
+        raise click.BadParameter(f"an empty name; give a {what} name" + ("" if argument else
+                                                                          ", or leave the option out"))
     return value
 
 
